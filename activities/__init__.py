@@ -1,0 +1,1 @@
+"""Temporal activities: small idempotent adapters from workflows to services."""

@@ -1,0 +1,1 @@
+"""The FastAPI layer: routers per context, auth dependencies, problem+json errors, idempotency keys."""

@@ -1,0 +1,60 @@
+"""FastAPI dependencies shared by every router."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client
+
+from api.state import AppState
+from pap.db import SessionFactory, transaction
+from pap.settings import Settings
+from pap.storage import ObjectStore
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.pap
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_settings_dep(state: StateDep) -> Settings:
+    return state.resources.settings
+
+
+def get_sessions(state: StateDep) -> SessionFactory:
+    return state.resources.sessions
+
+
+async def get_session(
+    sessions: Annotated[SessionFactory, Depends(get_sessions)],
+) -> AsyncIterator[AsyncSession]:
+    """A session in one transaction, committed when the endpoint returns without error."""
+    async with transaction(sessions) as session:
+        yield session
+
+
+async def get_temporal(state: StateDep) -> Client:
+    return await state.temporal()
+
+
+def get_redis(state: StateDep) -> Redis:
+    return state.resources.redis
+
+
+def get_store(state: StateDep) -> ObjectStore:
+    return state.resources.store
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionsDep = Annotated[SessionFactory, Depends(get_sessions)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+StoreDep = Annotated[ObjectStore, Depends(get_store)]

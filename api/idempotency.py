@@ -1,0 +1,121 @@
+"""`Idempotency-Key` for POST requests, recorded in PostgreSQL.
+
+The same key with the same body replays the first response; the same key with
+another body is a 409 problem; a key whose first request is still running is a
+409 too. Keys are scoped to the caller (its credentials) and the path, so two
+users never collide. Server errors are not recorded, so the client may retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp
+
+from api.problems import problem_response
+from models.platform import IdempotencyRecord
+from pap.db import SessionFactory, transaction
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+_REPLAYED_HEADERS = ("content-type", "location")
+
+
+def default_scope(request: Request) -> str:
+    """The caller's identity for key scoping: a hash of its credentials (anonymous callers share one scope)."""
+    credentials = request.headers.get("authorization", "")
+    return hashlib.sha256(credentials.encode()).hexdigest()
+
+
+class IdempotencyMiddleware(BaseHTTPMiddleware):
+    def __init__(
+        self,
+        app: ASGIApp,
+        sessions: Callable[[], SessionFactory],
+        scope_of: Callable[[Request], str] = default_scope,
+    ) -> None:
+        super().__init__(app)
+        self._sessions = sessions
+        self._scope_of = scope_of
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        key = request.headers.get(HEADER)
+        if request.method != "POST" or key is None:
+            return await call_next(request)
+        if not 1 <= len(key) <= 255 or not key.isprintable():
+            return problem_response(
+                422,
+                "invalid-idempotency-key",
+                "Invalid Idempotency-Key",
+                "The key must be 1-255 printable characters.",
+            )
+        body = await request.body()
+        request_hash = hashlib.sha256(body).hexdigest()
+        scope = f"{self._scope_of(request)}:{request.url.path}"
+        sessions = self._sessions()
+
+        async with transaction(sessions) as session:
+            claimed = await session.execute(
+                insert(IdempotencyRecord)
+                .values(scope=scope, key=key, request_hash=request_hash)
+                .on_conflict_do_nothing()
+                .returning(IdempotencyRecord.key)  # type: ignore[arg-type]
+            )
+            first = claimed.first() is not None
+            record = None if first else await session.get(IdempotencyRecord, (scope, key))
+
+        if record is not None:
+            if record.request_hash != request_hash:
+                return problem_response(
+                    409,
+                    "idempotency-key-reused",
+                    "Idempotency-Key reused",
+                    "This key was already used with a different request body.",
+                )
+            if record.status_code is None:
+                return problem_response(
+                    409,
+                    "request-in-progress",
+                    "Request in progress",
+                    "The first request with this key is still running.",
+                )
+            headers = dict(record.response_headers or {}) | {REPLAYED_HEADER: "true"}
+            return Response(
+                record.response_body or b"",
+                status_code=record.status_code,
+                headers=headers,
+            )
+
+        try:
+            response = await call_next(request)
+        except BaseException:
+            await self._forget(sessions, scope, key)
+            raise
+        if response.status_code >= 500:
+            await self._forget(sessions, scope, key)
+            return response
+        chunks = [chunk async for chunk in response.body_iterator]  # type: ignore[attr-defined]
+        content = b"".join(c if isinstance(c, bytes) else c.encode() for c in chunks)
+        headers = {k: v for k, v in response.headers.items() if k.lower() in _REPLAYED_HEADERS}
+        async with transaction(sessions) as session:
+            record = await session.get(IdempotencyRecord, (scope, key), with_for_update=True)
+            if record is not None:
+                record.status_code = response.status_code
+                record.response_body = content.decode()
+                record.response_headers = headers
+        return Response(content, status_code=response.status_code, headers=dict(response.headers))
+
+    async def _forget(self, sessions: SessionFactory, scope: str, key: str) -> None:
+        async with transaction(sessions) as session:
+            await session.execute(
+                delete(IdempotencyRecord).where(
+                    IdempotencyRecord.scope == scope,  # type: ignore[arg-type]
+                    IdempotencyRecord.key == key,  # type: ignore[arg-type]
+                )
+            )

@@ -1,0 +1,83 @@
+"""Liveness, readiness (every component checked) and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import func, text
+from sqlmodel import col, select
+
+from api.deps import StateDep
+from events.kafka import check_kafka
+from events.relay import OUTBOX_LAG
+from models.platform import OutboxEvent
+
+router = APIRouter(tags=["operations"])
+
+CHECK_TIMEOUT = 3.0
+
+
+@router.get("/health/live")
+async def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/health/ready", responses={503: {"description": "A component is down"}})
+async def ready(state: StateDep) -> JSONResponse:
+    resources = state.resources
+
+    async def postgres() -> None:
+        async with resources.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def temporal() -> None:
+        client = await state.temporal()
+        await client.service_client.check_health()
+
+    async def kafka() -> None:
+        await check_kafka(resources.settings.require("kafka_bootstrap"), CHECK_TIMEOUT)
+
+    async def redis() -> None:
+        await resources.redis.ping()
+
+    checks: dict[str, Callable[[], Awaitable[None]]] = {
+        "postgres": postgres,
+        "temporal": temporal,
+        "kafka": kafka,
+        "redis": redis,
+        "object_store": resources.store.check,
+    }
+
+    async def run(check: Callable[[], Awaitable[None]]) -> str:
+        try:
+            await asyncio.wait_for(check(), CHECK_TIMEOUT)
+            return "ok"
+        except Exception as error:  # readiness reports every failure instead of raising
+            return f"error: {type(error).__name__}"
+
+    results = dict(
+        zip(
+            checks,
+            await asyncio.gather(*(run(c) for c in checks.values())),
+            strict=True,
+        )
+    )
+    healthy = all(value == "ok" for value in results.values())
+    return JSONResponse(results, status_code=200 if healthy else 503)
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(state: StateDep) -> Response:
+    try:
+        async with state.resources.sessions() as session:
+            lag = await session.scalar(
+                select(func.count()).select_from(OutboxEvent).where(col(OutboxEvent.published_at).is_(None))
+            )
+        OUTBOX_LAG.set(lag or 0)
+    except Exception:  # metrics must render even when the database is away
+        pass
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,30 @@
+"""The clients the API process shares between requests, opened in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from temporalio.client import Client
+
+from pap.resources import Resources
+from temporal.client import connect
+
+
+@dataclass
+class AppState:
+    resources: Resources
+    _temporal: Client | None = None
+    _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def temporal(self) -> Client:
+        """Connect on first use, so the API starts (and reports not-ready) while Temporal is down."""
+        if self._temporal is None:
+            async with self._temporal_lock:
+                if self._temporal is None:
+                    settings = self.resources.settings
+                    self._temporal = await connect(
+                        settings.require("temporal_address"),
+                        settings.temporal_namespace,
+                    )
+        return self._temporal

@@ -1,0 +1,178 @@
+"""Running Kafka consumers: de-duplicated by event id, retried with backoff, dead-lettered after N failures.
+
+A handler runs inside one database transaction together with the insert that
+marks the event processed for that consumer, so a redelivered or duplicated
+event is acknowledged and ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from opentelemetry import trace
+from opentelemetry.propagate import extract
+from prometheus_client import Counter, Gauge
+from pydantic import ValidationError
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from events.envelope import CloudEvent
+from events.kafka import create_producer, ensure_topics
+from events.topics import DEAD_LETTER
+from models.platform import ProcessedEvent
+from pap.db import SessionFactory, transaction
+
+log = structlog.get_logger(__name__)
+tracer = trace.get_tracer(__name__)
+
+Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
+
+CONSUMED = Counter("pap_consumer_events_total", "Events handled by consumers", ["consumer", "outcome"])
+CONSUMER_LAG = Gauge("pap_consumer_lag_events", "Events on the broker not yet handled", ["consumer"])
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A named consumer: its group, the topics it reads and the handler for each event."""
+
+    name: str
+    topics: tuple[str, ...]
+    handler: Handler
+    event_types: frozenset[str] | None = None
+    """Only these CloudEvent types reach the handler (others are acknowledged); None means all."""
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        spec: ConsumerSpec,
+        sessions: SessionFactory,
+        bootstrap: str,
+        *,
+        group_prefix: str = "pap",
+        max_attempts: int = 5,
+        base_backoff: float = 0.2,
+    ) -> None:
+        self.spec = spec
+        self.sessions = sessions
+        self.bootstrap = bootstrap
+        self.group_id = f"{group_prefix}.{spec.name}"
+        self.max_attempts = max_attempts
+        self.base_backoff = base_backoff
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set, reconnecting when the broker goes away."""
+        while not stop.is_set():
+            try:
+                await self._consume(stop)
+            except (KafkaError, OSError) as error:
+                log.warning(
+                    "consumer lost the broker; reconnecting",
+                    consumer=self.spec.name,
+                    error=str(error),
+                )
+                try:
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                except TimeoutError:
+                    pass
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        await ensure_topics(self.bootstrap)
+        consumer = AIOKafkaConsumer(
+            *self.spec.topics,
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=5_000,
+        )
+        producer = create_producer(self.bootstrap)
+        try:
+            await consumer.start()
+            await producer.start()
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=200, max_records=100)
+                for partition, records in batches.items():
+                    for record in records:
+                        await self._handle(record, producer)
+                        await consumer.commit({partition: record.offset + 1})
+                    self._record_lag(consumer, partition)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    def _record_lag(self, consumer: AIOKafkaConsumer, partition: TopicPartition) -> None:
+        highwater = consumer.highwater(partition)
+        position = consumer.last_stable_offset(partition)
+        if highwater is not None and position is not None:
+            CONSUMER_LAG.labels(self.spec.name).set(max(0, highwater - position))
+
+    async def _handle(self, record: ConsumerRecord[bytes, bytes], producer: AIOKafkaProducer) -> None:
+        try:
+            event = CloudEvent.from_bytes(record.value or b"")
+        except ValidationError as error:
+            await self._dead_letter(record, producer, f"malformed event: {error.error_count()} errors")
+            return
+        if self.spec.event_types is not None and event.type not in self.spec.event_types:
+            CONSUMED.labels(self.spec.name, "skipped").inc()
+            return
+        context = extract({"traceparent": event.traceparent} if event.traceparent else {})
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                with tracer.start_as_current_span(f"consume {event.type}", context=context):
+                    handled = await self.handle_once(event)
+                CONSUMED.labels(self.spec.name, "handled" if handled else "duplicate").inc()
+                return
+            except Exception as error:  # a handler bug must not stop the partition forever
+                log.warning(
+                    "consumer handler failed",
+                    consumer=self.spec.name,
+                    event_id=str(event.id),
+                    type=event.type,
+                    attempt=attempt,
+                    error=repr(error),
+                )
+                if attempt == self.max_attempts:
+                    await self._dead_letter(record, producer, repr(error))
+                    return
+                await asyncio.sleep(self.base_backoff * 2 ** (attempt - 1))
+
+    async def handle_once(self, event: CloudEvent) -> bool:
+        """Run the handler once in a transaction; False when this consumer already handled the event."""
+        async with transaction(self.sessions) as session:
+            inserted = await session.execute(
+                insert(ProcessedEvent)
+                .values(consumer=self.spec.name, event_id=event.id)
+                .on_conflict_do_nothing()
+                .returning(ProcessedEvent.event_id)  # type: ignore[arg-type]
+            )
+            if inserted.first() is None:
+                return False
+            await self.spec.handler(session, event)
+            return True
+
+    async def _dead_letter(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        producer: AIOKafkaProducer,
+        reason: str,
+    ) -> None:
+        headers = [
+            ("pap-consumer", self.spec.name.encode()),
+            ("pap-original-topic", record.topic.encode()),
+            ("pap-original-offset", str(record.offset).encode()),
+            ("pap-error", reason[:1000].encode()),
+        ]
+        await producer.send_and_wait(DEAD_LETTER, record.value, key=record.key, headers=headers)
+        CONSUMED.labels(self.spec.name, "dead_lettered").inc()
+        log.error(
+            "event dead-lettered",
+            consumer=self.spec.name,
+            topic=record.topic,
+            reason=reason,
+        )

@@ -1,0 +1,180 @@
+"""The outbox relay: publishes committed outbox rows to Kafka in commit order, then marks them.
+
+One relay holds a PostgreSQL advisory lock at a time so ordering per key is never
+interleaved by two publishers; others wait as hot standbys. A failed send is
+retried (with backoff, on a fresh producer) from the first unmarked row, so the
+broker may see a duplicate but never a gap or a reordering of a key's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Gauge
+from sqlalchemy import func, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
+
+from events.envelope import CloudEvent
+from events.kafka import ensure_topics
+from models.base import utcnow
+from models.platform import OutboxEvent
+from pap.db import SessionFactory, transaction
+
+log = structlog.get_logger(__name__)
+
+RELAY_LOCK_ID = 0x0A9_0B0C  # any constant shared by every relay process
+
+OUTBOX_PUBLISHED = Counter("pap_outbox_published_total", "Outbox events published to Kafka", ["topic"])
+OUTBOX_LAG = Gauge("pap_outbox_lag_events", "Outbox events committed but not yet published")
+RELAY_FAILURES = Counter("pap_outbox_publish_failures_total", "Failed attempts to publish an outbox batch")
+
+
+def to_cloud_event(row: OutboxEvent) -> CloudEvent:
+    return CloudEvent(
+        id=row.id,
+        source=row.source,
+        type=row.type,
+        subject=row.subject,
+        time=row.created_at,
+        data=row.data,
+        traceparent=row.traceparent,
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sessions: SessionFactory,
+        producer_factory: Callable[[], AIOKafkaProducer],
+        bootstrap: str,
+        *,
+        batch_size: int = 500,
+        poll_interval: float = 0.2,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.engine = engine
+        self.sessions = sessions
+        self.producer_factory = producer_factory
+        self.bootstrap = bootstrap
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.max_backoff = max_backoff
+        self._wakeup = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until `stop` is set."""
+        dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        listener = await asyncpg.connect(dsn)
+        try:
+            await self._acquire_leadership(listener, stop)
+            await listener.add_listener("pap_outbox", self._on_notify)
+            log.info("outbox relay is the leader")
+            backoff = 0.1
+            while not stop.is_set():
+                try:
+                    published = await self.publish_batch()
+                    backoff = 0.1
+                except (KafkaError, OSError, TimeoutError) as error:
+                    RELAY_FAILURES.inc()
+                    log.warning(
+                        "outbox publish failed; retrying",
+                        error=str(error),
+                        backoff=backoff,
+                    )
+                    await self._reset_producer()
+                    await _wait(stop, backoff)
+                    backoff = min(backoff * 2, self.max_backoff)
+                    continue
+                if published < self.batch_size:
+                    self._wakeup.clear()
+                    await _wait_any(stop, self._wakeup, self.poll_interval)
+        finally:
+            await self._reset_producer()
+            await listener.close()
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wakeup.set()
+
+    async def _acquire_leadership(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_ID):
+                return
+            await _wait(stop, 1.0)
+
+    async def _get_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            await ensure_topics(self.bootstrap)
+            producer = self.producer_factory()
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _reset_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await producer.stop()
+            except (KafkaError, OSError):
+                log.debug("producer stop failed", exc_info=True)
+
+    async def publish_batch(self) -> int:
+        """Publish the oldest unpublished events, in order; returns how many were published."""
+        async with transaction(self.sessions) as session:
+            rows = (
+                await session.exec(
+                    select(OutboxEvent)
+                    .where(col(OutboxEvent.published_at).is_(None))
+                    .order_by(col(OutboxEvent.seq))
+                    .limit(self.batch_size)
+                    .with_for_update()
+                )
+            ).all()
+            lag = await session.scalar(
+                select(func.count()).select_from(OutboxEvent).where(col(OutboxEvent.published_at).is_(None))
+            )
+            OUTBOX_LAG.set(lag or 0)
+            if not rows:
+                return 0
+            producer = await self._get_producer()
+            pending = [
+                await producer.send(row.topic, to_cloud_event(row).to_bytes(), key=row.key.encode()) for row in rows
+            ]
+            await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
+            await session.execute(
+                update(OutboxEvent)
+                .where(col(OutboxEvent.seq).in_([row.seq for row in rows]))
+                .values(published_at=utcnow())
+            )
+        for row in rows:
+            OUTBOX_PUBLISHED.labels(row.topic).inc()
+        OUTBOX_LAG.set(max(0, (lag or 0) - len(rows)))
+        return len(rows)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass
+
+
+async def _wait_any(stop: asyncio.Event, wakeup: asyncio.Event, seconds: float) -> None:
+    waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())}
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,5 @@
+"""Imports every table module so `SQLModel.metadata` is complete (for Alembic and tests)."""
+
+from models import diagnostics, platform
+
+__all__ = ["diagnostics", "platform"]

@@ -1,0 +1,79 @@
+"""Shared table conventions: constraint names, UTC timestamps, UUID keys, Money."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from sqlalchemy import DateTime, MetaData, func
+from sqlmodel import Column, SQLModel
+from sqlmodel import Field as SQLField
+
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata: MetaData = SQLModel.metadata
+
+SCHEMAS = (
+    "platform",
+    "diagnostics",
+    "identity",
+    "profiles",
+    "companies",
+    "holdings",
+    "marketplace",
+    "deals",
+    "documents",
+    "payments",
+    "pricing",
+    "notifications",
+    "admin",
+    "indexing",
+)
+"""One schema per bounded context, plus `platform` for the outbox and idempotency records."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def uuid_pk() -> Any:
+    return SQLField(default_factory=uuid.uuid4, primary_key=True)
+
+
+def timestamp_column(*, index: bool = False) -> Any:
+    """A required timezone-aware `timestamptz`, set by Python or, for bulk inserts, by the database."""
+    return SQLField(
+        default_factory=utcnow,
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=index, server_default=func.now()),
+    )
+
+
+def optional_timestamp_column(*, index: bool = False) -> Any:
+    return SQLField(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=True, index=index),
+    )
+
+
+Currency = Annotated[str, Field(pattern="^[A-Z]{3}$", examples=["USD"])]
+
+
+class Money(BaseModel):
+    """A decimal amount with its ISO 4217 currency; serialised as a string, never a float."""
+
+    model_config = ConfigDict(frozen=True)
+
+    amount: Decimal = Field(max_digits=20, decimal_places=4, allow_inf_nan=False)
+    currency: Currency = "USD"
+
+    @field_serializer("amount")
+    def _amount_as_string(self, amount: Decimal) -> str:
+        return format(amount, "f")

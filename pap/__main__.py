@@ -1,0 +1,3 @@
+from pap.cli import app
+
+app()

@@ -1,0 +1,169 @@
+"""The `pap` command line: the embedded stack, the platform's processes and operations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from pap.settings import Settings, get_settings
+
+app = typer.Typer(help="Private Assets Platform", no_args_is_help=True, add_completion=False)
+console = Console(stderr=True)
+
+
+def load_settings() -> Settings:
+    """Settings, or a one-line explanation per bad value and exit code 2."""
+    try:
+        return get_settings()
+    except ValidationError as error:
+        for problem in error.errors():
+            name = "PAP_" + "_".join(str(p) for p in problem["loc"]).upper() if problem["loc"] else "settings"
+            console.print(f"[red]bad setting[/red] {name}: {problem['msg']}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def up() -> None:
+    """Start the whole platform on embedded components; Ctrl-C stops everything."""
+    from pap.stack.embedded import EmbeddedStack
+    from pap.stack.ports import PortInUse
+    from pap.stack.supervisor import ComponentFailed
+    from pap.telemetry import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings)
+    statuses: dict[str, str] = {}
+    started = time.monotonic()
+
+    def render() -> Table:
+        table = Table(title="Private Assets Platform", show_header=False, box=None)
+        for name, status in statuses.items():
+            colour = "green" if status in ("ready", "done") or status.startswith("using") else "yellow"
+            table.add_row(name, f"[{colour}]{status}[/{colour}]")
+        return table
+
+    async def main() -> None:
+        from rich.live import Live
+
+        stack = EmbeddedStack(settings, progress=lambda n, s: statuses.__setitem__(n, s))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            with Live(render(), console=console, refresh_per_second=8, transient=False) as live:
+                refresher = asyncio.create_task(_refresh(live, render))
+                try:
+                    stack.check_api_port()
+                    await stack.start_infrastructure()
+                    await stack.prepare()
+                    await stack.start_platform()
+                finally:
+                    refresher.cancel()
+                    live.update(render())
+            stack.write_stack_file(settings.state_dir / "stack.json")
+            _print_addresses(stack.addresses(), time.monotonic() - started)
+            await stop.wait()
+        except (ComponentFailed, PortInUse, RuntimeError) as error:
+            console.print(f"[red]pap up failed:[/red] {error}")
+            raise typer.Exit(1) from None
+        finally:
+            console.print("stopping…")
+            await stack.stop()
+            with contextlib.suppress(FileNotFoundError):
+                (settings.state_dir / "stack.json").unlink()
+            console.print("stopped")
+
+    asyncio.run(main())
+
+
+async def _refresh(live: object, render: object) -> None:
+    from rich.live import Live
+
+    assert isinstance(live, Live) and callable(render)
+    while True:
+        live.update(render())
+        await asyncio.sleep(0.125)
+
+
+def _print_addresses(addresses: dict[str, str], elapsed: float) -> None:
+    table = Table(title=f"ready in {elapsed:.1f}s — Ctrl-C stops everything", show_header=False)
+    labels = {
+        "api_docs": "API docs",
+        "app": "Investor app",
+        "temporal_ui": "Temporal Web UI",
+        "kafka": "Kafka broker",
+        "api": "API",
+        "temporal": "Temporal",
+        "database": "PostgreSQL",
+        "redis": "Redis",
+        "smtp": "SMTP sink",
+        "object_store": "Object store",
+        "logs": "Logs",
+    }
+    for key, label in labels.items():
+        if key in addresses:
+            table.add_row(label, addresses[key])
+    Console().print(table)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (creates one schema per bounded context)."""
+    from pap.migrate import upgrade
+
+    settings = load_settings()
+    upgrade(settings.require("database_url"))
+    console.print("migrations applied")
+
+
+@app.command()
+def api() -> None:
+    """Serve the HTTP API (and the investor app) with uvicorn."""
+    import uvicorn
+
+    settings = load_settings()
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run the Temporal worker (every workflow and activity)."""
+    from pap.processes import run_process, worker_main
+
+    run_process(load_settings(), "worker", worker_main)
+
+
+@app.command()
+def relay() -> None:
+    """Publish the transactional outbox to Kafka."""
+    from pap.processes import relay_main, run_process
+
+    run_process(load_settings(), "relay", relay_main)
+
+
+@app.command()
+def consumers() -> None:
+    """Run the Kafka consumers (notifications, pricing, projections)."""
+    from pap.processes import consumers_main, run_process
+
+    run_process(load_settings(), "consumers", consumers_main)
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,137 @@
+"""Platform settings, read from `PAP_*` environment variables and `.env`.
+
+Every address can point at an existing server; when left unset, `pap up`
+fills it with the embedded component it starts.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Environment(StrEnum):
+    DEV = "dev"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """All configuration of every process of the platform."""
+
+    model_config = SettingsConfigDict(env_prefix="PAP_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    env: Environment = Environment.DEV
+    state_dir: Path = Path(".pap")
+    log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+    # Component addresses (None = embedded, started by `pap up`).
+    database_url: str | None = None
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    kafka_bootstrap: str | None = None
+    kafka_idempotent_producer: bool = False
+    redis_url: str | None = None
+    s3_endpoint: str | None = None
+    s3_access_key: str = "minioadmin"
+    s3_secret_key: SecretStr = SecretStr("minioadmin")
+    s3_bucket: str = "pap-documents"
+    s3_secure: bool = False
+    smtp_host: str = "127.0.0.1"
+    smtp_port: Port = 1025
+    smtp_sender: str = "Private Assets Platform <no-reply@pap.local>"
+    otlp_endpoint: str | None = None
+
+    # Ports used by `pap up` for what it starts.
+    api_host: str = "127.0.0.1"
+    api_port: Port = 8000
+    temporal_port: Port = 7233
+    temporal_ui_port: Port = 8233
+    kafka_port: Port = 9092
+    postgres_port: Port = 15432
+    redis_port: Port = 16379
+    metrics_port: Port = 9464
+
+    # Temporal worker tuning.
+    task_queue: str = "pap-main"
+    worker_max_concurrent_activities: int = Field(default=100, ge=1)
+    worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
+
+    # Outbox relay and consumers.
+    relay_batch_size: int = Field(default=500, ge=1)
+    relay_poll_interval_seconds: float = Field(default=0.2, gt=0)
+    consumer_max_attempts: int = Field(default=5, ge=1)
+    consumer_group_prefix: str = "pap"
+
+    # Secrets and bootstrap.
+    payments_webhook_secret: SecretStr = SecretStr("dev-payments-webhook-secret")
+    kyc_webhook_secret: SecretStr = SecretStr("dev-kyc-webhook-secret")
+    jwt_private_key_file: Path | None = None
+    bootstrap_admin_email: str | None = None
+    bootstrap_admin_password: SecretStr | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith(("postgres://", "postgresql://")):
+            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if not value.startswith("postgresql+asyncpg://"):
+            raise ValueError("must be a PostgreSQL URL (postgresql://user:pass@host:port/db)")
+        return value
+
+    @field_validator("kafka_bootstrap", "temporal_address")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for part in value.split(","):
+            host, sep, port = part.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port, got {part!r}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_real_secrets(self) -> Settings:
+        if self.env is Environment.PRODUCTION:
+            if self.payments_webhook_secret.get_secret_value().startswith("dev-"):
+                raise ValueError("PAP_PAYMENTS_WEBHOOK_SECRET must be set in production")
+            if self.jwt_private_key_file is None:
+                raise ValueError("PAP_JWT_PRIVATE_KEY_FILE must be set in production")
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    def require(self, name: str) -> str:
+        """The address of a component, or a clear error when nothing provides it."""
+        value = getattr(self, name)
+        if not value:
+            raise RuntimeError(
+                f"PAP_{name.upper()} is not set: run `pap up` (which starts the embedded "
+                f"stack) or point PAP_{name.upper()} at a running server"
+            )
+        return str(value)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings; `pap up` passes addresses to children through the environment."""
+    return Settings()

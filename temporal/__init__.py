@@ -1,0 +1,1 @@
+"""Temporal wiring: the client factory, search attributes and workflow-id conventions."""

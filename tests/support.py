@@ -1,0 +1,57 @@
+"""Helpers for tests: waiting on a condition (never a fixed sleep) and reading Kafka topics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from events.envelope import CloudEvent
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    predicate: Callable[[T], bool] = bool,
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> T:
+    """Poll `probe` until `predicate(result)` holds; fail with the last result after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await probe()
+        if predicate(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s; last value: {result!r}")
+        await asyncio.sleep(interval)
+
+
+async def read_topic(bootstrap: str, topic: str, *, timeout: float = 10.0) -> list[tuple[bytes | None, CloudEvent]]:
+    """Every event currently on `topic`, from the beginning, per partition in offset order."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches cluster metadata
+        partitions = consumer.partitions_for_topic(topic) or set()
+        assignment = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assignment)
+        await consumer.seek_to_beginning(*assignment)
+        end = await consumer.end_offsets(assignment)
+        out: list[tuple[bytes | None, CloudEvent]] = []
+        deadline = time.monotonic() + timeout
+        while [tp for tp in assignment if await consumer.position(tp) < end[tp]]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read {topic} to its end within {timeout}s")
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                out.extend((r.key, CloudEvent.from_bytes(r.value or b"")) for r in records)
+        return out
+    finally:
+        await consumer.stop()

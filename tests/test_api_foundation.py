@@ -1,0 +1,91 @@
+"""The API skeleton against the running stack: health, metrics, problems, request ids, idempotency."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+
+async def test_liveness_and_readiness_report_every_component(api: httpx.AsyncClient) -> None:
+    assert (await api.get("/health/live")).status_code == 200
+    ready = await api.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json() == {k: "ok" for k in ("postgres", "temporal", "kafka", "redis", "object_store")}
+
+
+async def test_metrics_are_prometheus_text_with_http_counters(api: httpx.AsyncClient) -> None:
+    await api.get("/health/ready")
+    response = await api.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert 'pap_http_requests_total{method="GET",route="/health/ready",status="200"}' in response.text
+    assert "pap_outbox_lag_events" in response.text
+
+
+async def test_openapi_document_is_served(api: httpx.AsyncClient) -> None:
+    document = (await api.get("/openapi.json")).json()
+    assert document["info"]["title"] == "Private Assets Platform"
+    assert "/v1/_diagnostics/echo" in document["paths"]
+
+
+async def test_unknown_path_is_a_problem_document(api: httpx.AsyncClient) -> None:
+    response = await api.get("/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["type"].endswith("/not-found") and body["status"] == 404 and body["title"]
+
+
+async def test_malformed_json_is_a_422_problem_not_a_500(api: httpx.AsyncClient) -> None:
+    response = await api.post(
+        "/v1/_diagnostics/echo", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"]
+
+
+async def test_validation_errors_name_the_field(api: httpx.AsyncClient) -> None:
+    response = await api.post("/v1/_diagnostics/echo", json={"message": "", "delay_seconds": -1})
+    assert response.status_code == 422
+    fields = {error["field"] for error in response.json()["errors"]}
+    assert fields == {"message", "delay_seconds"}
+
+
+async def test_request_id_is_echoed_or_generated(api: httpx.AsyncClient) -> None:
+    mine = await api.get("/health/live", headers={"X-Request-ID": "trace-me-123"})
+    assert mine.headers["X-Request-ID"] == "trace-me-123"
+    generated = await api.get("/health/live")
+    assert len(generated.headers["X-Request-ID"]) == 32
+    problem = await api.get("/v1/_diagnostics/echo/not-a-uuid", headers={"X-Request-ID": "abc"})
+    assert problem.json()["request_id"] == "abc"
+
+
+async def test_same_idempotency_key_and_body_replays_the_first_response(api: httpx.AsyncClient) -> None:
+    key = str(uuid.uuid4())
+    body = {"message": "pay once"}
+    first = await api.post("/v1/_diagnostics/echo", json=body, headers={"Idempotency-Key": key})
+    second = await api.post("/v1/_diagnostics/echo", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == second.status_code == 201
+    assert second.json()["id"] == first.json()["id"]
+    assert second.headers["Idempotent-Replayed"] == "true"
+
+
+async def test_same_idempotency_key_with_another_body_is_a_conflict(api: httpx.AsyncClient) -> None:
+    key = str(uuid.uuid4())
+    await api.post("/v1/_diagnostics/echo", json={"message": "a"}, headers={"Idempotency-Key": key})
+    response = await api.post("/v1/_diagnostics/echo", json={"message": "b"}, headers={"Idempotency-Key": key})
+    assert response.status_code == 409
+    assert response.json()["type"].endswith("/idempotency-key-reused")
+
+
+async def test_idempotency_keys_are_scoped_per_caller(api: httpx.AsyncClient) -> None:
+    key = str(uuid.uuid4())
+    body = {"message": "same key, other caller"}
+    first = await api.post("/v1/_diagnostics/echo", json=body, headers={"Idempotency-Key": key})
+    other = await api.post(
+        "/v1/_diagnostics/echo", json=body, headers={"Idempotency-Key": key, "Authorization": "Bearer other"}
+    )
+    assert other.status_code == 201
+    assert other.json()["id"] != first.json()["id"]

@@ -1,0 +1,63 @@
+"""Settings are validated at start-up with errors that say what to fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from pap.settings import Settings
+
+
+def make(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
+
+
+def test_postgres_url_gets_the_async_driver() -> None:
+    assert make(database_url="postgresql://u:p@db:5432/pap").database_url == "postgresql+asyncpg://u:p@db:5432/pap"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("database_url", "mysql://x", "PostgreSQL URL"),
+        ("kafka_bootstrap", "localhost", "host:port"),
+        ("temporal_address", "temporal:99999", "host:port"),
+        ("redis_url", "http://redis", "redis://"),
+        ("api_port", 70000, "less than or equal"),
+    ],
+)
+def test_bad_values_are_rejected_with_a_clear_message(field: str, value: object, fragment: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        make(**{field: value})
+    assert fragment in str(error.value)
+
+
+def test_production_refuses_development_secrets() -> None:
+    with pytest.raises(ValidationError, match="PAP_PAYMENTS_WEBHOOK_SECRET"):
+        make(env="production")
+
+
+def test_environment_variables_use_the_pap_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAP_KAFKA_BOOTSTRAP", "broker:9093")
+    assert Settings(_env_file=None).kafka_bootstrap == "broker:9093"  # type: ignore[call-arg]
+
+
+def test_missing_address_explains_how_to_get_one() -> None:
+    with pytest.raises(RuntimeError, match="pap up"):
+        make().require("database_url")
+
+
+def test_cli_reports_a_bad_setting_in_one_line_and_exits_2() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pap", "migrate"],
+        env={"PAP_KAFKA_BOOTSTRAP": "no-port", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "PAP_KAFKA_BOOTSTRAP" in result.stderr and "host:port" in result.stderr
+    assert "Traceback" not in result.stderr

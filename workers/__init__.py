@@ -1,0 +1,1 @@
+"""Process entrypoints: the Temporal worker, the outbox relay and the Kafka consumers."""
