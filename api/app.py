@@ -16,6 +16,7 @@ from api.state import AppState
 from pap.resources import open_resources
 from pap.settings import Settings, get_settings
 from pap.telemetry import configure
+from services.identity.tokens import KeyRing
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -25,7 +26,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(settings) as resources:
-            app.state.pap = AppState(resources)
+            keyring = KeyRing.load(settings.state_dir / "keys", settings.jwt_private_key_file)
+            app.state.pap = AppState(resources, keyring)
             yield
 
     app = FastAPI(

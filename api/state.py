@@ -8,12 +8,16 @@ from dataclasses import dataclass, field
 from temporalio.client import Client
 
 from pap.resources import Resources
+from services.identity.tokens import KeyRing, Principal
 from temporal.client import connect
+
+REVOKED_SESSION_KEY = "pap:identity:revoked-session:{}"
 
 
 @dataclass
 class AppState:
     resources: Resources
+    keyring: KeyRing
     _temporal: Client | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -28,3 +32,9 @@ class AppState:
                         settings.temporal_namespace,
                     )
         return self._temporal
+
+    async def is_revoked(self, principal: Principal) -> bool:
+        """Whether the token's session was revoked (Redis holds revocations for fast checks)."""
+        if principal.session_id is None:
+            return False
+        return bool(await self.resources.redis.exists(REVOKED_SESSION_KEY.format(principal.session_id)))

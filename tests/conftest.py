@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -24,6 +25,8 @@ from pap.db import SessionFactory, create_engine, create_session_factory
 from pap.settings import Settings
 from pap.stack import binaries
 from pap.stack.embedded import EmbeddedStack
+from services.identity.permissions import Role
+from services.identity.tokens import KeyRing, Principal
 from temporal.client import connect
 
 EXTERNAL = {
@@ -45,6 +48,7 @@ def state_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 async def stack(state_dir: Path) -> AsyncIterator[EmbeddedStack]:
+    """Infrastructure started and migrated; no platform process yet."""
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         env="test",
@@ -57,10 +61,17 @@ async def stack(state_dir: Path) -> AsyncIterator[EmbeddedStack]:
     try:
         await embedded.start_infrastructure()
         await embedded.prepare()
-        await embedded.start_platform()
+        KeyRing.load(state_dir / "keys")  # before the API starts, so tests and API share one ring
         yield embedded
     finally:
         await embedded.stop()
+
+
+@pytest.fixture(scope="session")
+async def platform(stack: EmbeddedStack) -> EmbeddedStack:
+    """The platform's own processes (worker, relay, consumers, API) running against the stack."""
+    await stack.start_platform()
+    return stack
 
 
 @pytest.fixture(scope="session")
@@ -81,10 +92,28 @@ async def temporal_client(settings: Settings) -> Client:
 
 
 @pytest.fixture(scope="session")
-async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def api(platform: EmbeddedStack) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for the API process, exactly as an outside client would call it."""
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=30) as client:
+    port = platform.settings.api_port
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def keyring(state_dir: Path, stack: EmbeddedStack) -> KeyRing:
+    """The API's signing keys, for minting tokens of test principals."""
+    return KeyRing.load(state_dir / "keys")
+
+
+@pytest.fixture(scope="session")
+def token_for(keyring: KeyRing) -> Callable[..., dict[str, str]]:
+    """`token_for(user_id, Role.X, ..., mfa=True)` -> Authorization headers for that principal."""
+
+    def make(user_id: uuid.UUID, *roles: Role, mfa: bool = True, company_id: uuid.UUID | None = None) -> dict[str, str]:
+        principal = Principal(user_id=user_id, roles=frozenset(roles), mfa=mfa, company_id=company_id)
+        return {"Authorization": f"Bearer {keyring.issue(principal)}"}
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""Identity and access: users, credentials, sessions, MFA, roles and the tokens that carry them."""

@@ -1,0 +1,136 @@
+"""Signed access tokens: short-lived EdDSA (Ed25519) JWTs with a `kid`, verified against a key ring.
+
+The newest key signs; older keys keep verifying until they are retired, and all
+public keys are published as a JWKS. In development the ring lives under the
+state folder (created on first use); in production the signing key comes from
+`PAP_JWT_PRIVATE_KEY_FILE`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet, OKPKey
+
+from services.errors import Unauthenticated
+from services.identity.permissions import Role
+
+ALGORITHM = "Ed25519"
+ISSUER = "https://pap.dev"
+AUDIENCE = "pap-api"
+ACCESS_TOKEN_TTL_SECONDS = 900
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the verified content of an access token."""
+
+    user_id: uuid.UUID
+    roles: frozenset[Role]
+    session_id: uuid.UUID | None = None
+    company_id: uuid.UUID | None = None
+    mfa: bool = False
+    token_id: str = ""
+    expires_at: int = 0
+
+    def has_role(self, *roles: Role) -> bool:
+        return bool(self.roles & set(roles))
+
+
+@dataclass
+class KeyRing:
+    """Signing keys, newest last; every key verifies."""
+
+    keys: list[OKPKey] = field(default_factory=list)
+
+    @property
+    def signing_key(self) -> OKPKey:
+        return self.keys[-1]
+
+    def rotate(self) -> OKPKey:
+        key = OKPKey.generate_key("Ed25519", parameters={"use": "sig", "alg": ALGORITHM})
+        self.keys.append(key)
+        return key
+
+    def jwks(self) -> dict[str, Any]:
+        return {
+            "keys": [
+                {**key.as_dict(private=False), "kid": key.thumbprint(), "alg": ALGORITHM, "use": "sig"}
+                for key in self.keys
+            ]
+        }
+
+    def _key_set(self) -> KeySet:
+        keys = []
+        for key in self.keys:
+            data = key.as_dict(private=False)
+            data["kid"] = key.thumbprint()
+            keys.append(OKPKey.import_key(data))
+        return KeySet(keys)
+
+    @classmethod
+    def load(cls, folder: Path, private_key_file: Path | None = None) -> KeyRing:
+        """Keys from PEM files in `folder` (oldest first), plus `private_key_file`, creating one when none exist."""
+        ring = cls()
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in sorted(folder.glob("*.pem")):
+            ring.keys.append(OKPKey.import_key(path.read_bytes()))
+        if private_key_file is not None:
+            ring.keys.append(OKPKey.import_key(private_key_file.read_bytes()))
+        if not ring.keys:
+            key = ring.rotate()
+            path = folder / f"{int(time.time())}.pem"
+            path.write_bytes(key.as_pem(private=True))
+            path.chmod(0o600)
+        return ring
+
+    def issue(self, principal: Principal, *, ttl: int = ACCESS_TOKEN_TTL_SECONDS, now: int | None = None) -> str:
+        issued_at = int(time.time()) if now is None else now
+        claims: dict[str, Any] = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": str(principal.user_id),
+            "iat": issued_at,
+            "nbf": issued_at,
+            "exp": issued_at + ttl,
+            "jti": uuid.uuid4().hex,
+            "roles": sorted(principal.roles),
+            "mfa": principal.mfa,
+        }
+        if principal.session_id:
+            claims["sid"] = str(principal.session_id)
+        if principal.company_id:
+            claims["company_id"] = str(principal.company_id)
+        header = {"alg": ALGORITHM, "kid": self.signing_key.thumbprint(), "typ": "JWT"}
+        return jwt.encode(header, claims, self.signing_key, algorithms=[ALGORITHM])
+
+    def verify(self, token: str, *, now: int | None = None) -> Principal:
+        """The principal of a valid token; `Unauthenticated` for anything else (bad signature, alg, claims)."""
+        try:
+            decoded = jwt.decode(token, self._key_set(), algorithms=[ALGORITHM])
+            jwt.JWTClaimsRegistry(
+                now=now,
+                iss={"essential": True, "value": ISSUER},
+                aud={"essential": True, "value": AUDIENCE},
+                exp={"essential": True},
+                sub={"essential": True},
+                jti={"essential": True},
+            ).validate(decoded.claims)
+            claims = decoded.claims
+            return Principal(
+                user_id=uuid.UUID(claims["sub"]),
+                roles=frozenset(Role(r) for r in claims.get("roles", [])),
+                session_id=uuid.UUID(claims["sid"]) if claims.get("sid") else None,
+                company_id=uuid.UUID(claims["company_id"]) if claims.get("company_id") else None,
+                mfa=bool(claims.get("mfa", False)),
+                token_id=str(claims["jti"]),
+                expires_at=int(claims["exp"]),
+            )
+        except (JoseError, ValueError, KeyError, TypeError) as error:
+            raise Unauthenticated("The access token is invalid or expired.") from error
