@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import Response
@@ -65,7 +66,7 @@ class IdempotencyMiddleware(BaseHTTPMiddleware):
                 insert(IdempotencyRecord)
                 .values(scope=scope, key=key, request_hash=request_hash)
                 .on_conflict_do_nothing()
-                .returning(IdempotencyRecord.key)  # type: ignore[arg-type]
+                .returning(col(IdempotencyRecord.key))
             )
             first = claimed.first() is not None
             record = None if first else await session.get(IdempotencyRecord, (scope, key))
@@ -115,7 +116,7 @@ class IdempotencyMiddleware(BaseHTTPMiddleware):
         async with transaction(sessions) as session:
             await session.execute(
                 delete(IdempotencyRecord).where(
-                    IdempotencyRecord.scope == scope,  # type: ignore[arg-type]
-                    IdempotencyRecord.key == key,  # type: ignore[arg-type]
+                    col(IdempotencyRecord.scope) == scope,
+                    col(IdempotencyRecord.key) == key,
                 )
             )

@@ -19,6 +19,7 @@ from opentelemetry.propagate import extract
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from events.envelope import CloudEvent
@@ -149,7 +150,7 @@ class ConsumerRunner:
                 insert(ProcessedEvent)
                 .values(consumer=self.spec.name, event_id=event.id)
                 .on_conflict_do_nothing()
-                .returning(ProcessedEvent.event_id)  # type: ignore[arg-type]
+                .returning(col(ProcessedEvent.event_id))
             )
             if inserted.first() is None:
                 return False

@@ -7,10 +7,12 @@ import contextlib
 import signal
 import sys
 import time
+from collections.abc import Callable
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
 from pap.settings import Settings, get_settings
@@ -51,8 +53,6 @@ def up() -> None:
         return table
 
     async def main() -> None:
-        from rich.live import Live
-
         stack = EmbeddedStack(settings, progress=lambda n, s: statuses.__setitem__(n, s))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -85,10 +85,7 @@ def up() -> None:
     asyncio.run(main())
 
 
-async def _refresh(live: object, render: object) -> None:
-    from rich.live import Live
-
-    assert isinstance(live, Live) and callable(render)
+async def _refresh(live: Live, render: Callable[[], Table]) -> None:
     while True:
         live.update(render())
         await asyncio.sleep(0.125)

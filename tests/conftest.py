@@ -49,13 +49,8 @@ def state_dir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 async def stack(state_dir: Path) -> AsyncIterator[EmbeddedStack]:
     """Infrastructure started and migrated; no platform process yet."""
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        env="test",
-        state_dir=state_dir,
-        log_format="json",
-        **{k: v for k, v in EXTERNAL.items() if v},
-    )
+    settings = Settings(_env_file=None, env="test", state_dir=state_dir, log_format="json")
+    settings = settings.model_copy(update={k: v for k, v in EXTERNAL.items() if v})
     embedded = EmbeddedStack(settings, persistent=False)
     embedded.use_free_api_port()
     try:

@@ -169,9 +169,7 @@ def kustomization_refs(directory: Path) -> list[Path]:
             refs.append(str(patch["path"]))
     for patch in spec.get("patchesJson6902") or []:
         refs.append(str(patch["path"]))
-    for generator in (spec.get("configMapGenerator") or []) + (
-        spec.get("secretGenerator") or []
-    ):
+    for generator in (spec.get("configMapGenerator") or []) + (spec.get("secretGenerator") or []):
         for entry in generator.get("files") or []:
             refs.append(str(entry).split("=", 1)[-1])
         for env_file in generator.get("envs") or []:
@@ -217,9 +215,7 @@ class Rendered:
             if target.is_dir():
                 self._walk(target)
             else:
-                self.docs.extend(
-                    doc for doc in load_docs(target) if isinstance(doc, dict)
-                )
+                self.docs.extend(doc for doc in load_docs(target) if isinstance(doc, dict))
         # Entries of an overlay override those of the bases it includes.
         for image in spec.get("images") or []:
             self.images[str(image["name"])] = {
@@ -233,10 +229,7 @@ class Rendered:
             for patch in spec.get("patches") or []
             if isinstance(patch, dict) and "path" in patch
         ]
-        patches += [
-            (directory / str(p)).resolve()
-            for p in spec.get("patchesStrategicMerge") or []
-        ]
+        patches += [(directory / str(p)).resolve() for p in spec.get("patchesStrategicMerge") or []]
         for path in patches:
             for patch_doc in load_docs(path):
                 key = (patch_doc["kind"], patch_doc["metadata"]["name"])
@@ -246,9 +239,7 @@ class Rendered:
         self.patches.extend(patches)
 
     def of_kind(self, kind: str) -> dict[str, dict[str, Any]]:
-        return {
-            doc["metadata"]["name"]: doc for doc in self.docs if doc.get("kind") == kind
-        }
+        return {doc["metadata"]["name"]: doc for doc in self.docs if doc.get("kind") == kind}
 
     def workloads(self) -> dict[str, dict[str, Any]]:
         return {**self.of_kind("Deployment"), **self.of_kind("Job")}
@@ -256,9 +247,7 @@ class Rendered:
     def final_image(self, image: str) -> tuple[str, str]:
         name, _, tag = image.partition(":")
         override = self.images.get(name, {})
-        return str(override.get("newName", name)), str(
-            override.get("digest") or override.get("newTag") or tag
-        )
+        return str(override.get("newName", name)), str(override.get("digest") or override.get("newTag") or tag)
 
     def replica_count(self, deployment: str) -> int:
         if deployment in self.replicas:
@@ -282,9 +271,7 @@ def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
 
 def selector_matches(selector: dict[str, Any], labels: dict[str, Any]) -> bool:
     wanted = selector.get("matchLabels") or {}
-    return bool(wanted) and all(
-        labels.get(key) == value for key, value in wanted.items()
-    )
+    return bool(wanted) and all(labels.get(key) == value for key, value in wanted.items())
 
 
 # --- every YAML file ---------------------------------------------------------------
@@ -302,11 +289,7 @@ def test_grafana_dashboard_json_parses_and_charts_platform_metrics() -> None:
         dashboard = json.loads(path.read_text(encoding="utf-8"))
         assert dashboard.get("uid")
         assert dashboard.get("title")
-        exprs = " ".join(
-            target["expr"]
-            for panel in dashboard["panels"]
-            for target in panel.get("targets", [])
-        )
+        exprs = " ".join(target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", []))
         missing = {metric for metric in DASHBOARD_METRICS if metric not in exprs}
         assert not missing, f"{rel(path)} charts none of {sorted(missing)}"
 
@@ -314,18 +297,11 @@ def test_grafana_dashboard_json_parses_and_charts_platform_metrics() -> None:
 def test_grafana_provisioning_points_at_prometheus_and_dashboard_folder() -> None:
     provisioning = DEPLOY / "grafana" / "provisioning"
     datasources = [
-        source
-        for path in (provisioning / "datasources").glob("*.y*ml")
-        for source in load_one(path)["datasources"]
+        source for path in (provisioning / "datasources").glob("*.y*ml") for source in load_one(path)["datasources"]
     ]
-    assert any(
-        source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
-        for source in datasources
-    )
+    assert any(source["type"] == "prometheus" and source["url"] == "http://prometheus:9090" for source in datasources)
     providers = [
-        provider
-        for path in (provisioning / "dashboards").glob("*.y*ml")
-        for provider in load_one(path)["providers"]
+        provider for path in (provisioning / "dashboards").glob("*.y*ml") for provider in load_one(path)["providers"]
     ]
     mounts = [str(volume) for volume in compose_services()["grafana"]["volumes"]]
     for provider in providers:
@@ -356,11 +332,7 @@ def test_prometheus_scrapes_every_platform_process() -> None:
 
 
 def test_dockerfile_copy_sources_exist() -> None:
-    copies = [
-        args
-        for keyword, args in dockerfile_instructions()
-        if keyword in ("COPY", "ADD")
-    ]
+    copies = [args for keyword, args in dockerfile_instructions() if keyword in ("COPY", "ADD")]
     assert copies, "Dockerfile copies nothing"
     for arguments in copies:
         sources = copy_sources(arguments)
@@ -371,9 +343,7 @@ def test_dockerfile_copy_sources_exist() -> None:
             if any(char in source for char in "*?["):
                 matched += len(list(ROOT.glob(source)))
                 continue
-            assert (ROOT / source).exists(), (
-                f"Dockerfile: COPY source {source!r} does not exist"
-            )
+            assert (ROOT / source).exists(), f"Dockerfile: COPY source {source!r} does not exist"
             matched += 1
         assert matched, f"Dockerfile: `COPY {arguments}` matches no file"
 
@@ -389,14 +359,8 @@ def test_dockerignore_keeps_copy_sources_in_the_context() -> None:
         sources = copy_sources(arguments) if keyword == "COPY" else None
         for source in sources or []:
             name = source.rstrip("/")
-            ignored = [
-                p
-                for p in patterns
-                if not p.startswith("!") and fnmatch.fnmatch(name, p)
-            ]
-            assert not ignored, (
-                f".dockerignore drops COPY source {source!r} ({ignored})"
-            )
+            ignored = [p for p in patterns if not p.startswith("!") and fnmatch.fnmatch(name, p)]
+            assert not ignored, f".dockerignore drops COPY source {source!r} ({ignored})"
 
 
 def test_dockerfile_runtime_stage() -> None:
@@ -409,22 +373,16 @@ def test_dockerfile_runtime_stage() -> None:
         if keyword == "ARG" and (match := re.fullmatch(r"(\w+)=(\S+)", arguments))
     }
     final_image = stages[-1].split()[0]
-    final_image = re.sub(
-        r"\$\{(\w+)\}", lambda m: args.get(m.group(1), ""), final_image
-    )
+    final_image = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), ""), final_image)
     assert final_image == "python:3.11-slim"
-    final = instructions[
-        max(i for i, (k, _) in enumerate(instructions) if k == "FROM") :
-    ]
+    final = instructions[max(i for i, (k, _) in enumerate(instructions) if k == "FROM") :]
     by_keyword: dict[str, list[str]] = {}
     for keyword, arguments in final:
         by_keyword.setdefault(keyword, []).append(arguments)
     assert json.loads(by_keyword["ENTRYPOINT"][-1]) == ["pap"]
     assert json.loads(by_keyword["CMD"][-1]) == ["api"]
     assert by_keyword["USER"][-1].split(":")[0] in ("10001", "pap")
-    assert any("10001" in run for run in by_keyword["RUN"]), (
-        "user pap must have uid 10001"
-    )
+    assert any("10001" in run for run in by_keyword["RUN"]), "user pap must have uid 10001"
     assert "8000" in " ".join(by_keyword["EXPOSE"]).split()
     healthcheck = by_keyword["HEALTHCHECK"][-1]
     assert "urllib" in healthcheck
@@ -439,9 +397,7 @@ def test_dockerfile_runtime_stage() -> None:
 def test_compose_services_have_an_image_or_a_buildable_context() -> None:
     for name, service in compose_services().items():
         build = service.get("build")
-        assert build is not None or service.get("image"), (
-            f"{name}: neither image nor build"
-        )
+        assert build is not None or service.get("image"), f"{name}: neither image nor build"
         if build is None:
             continue
         spec = {"context": build} if isinstance(build, str) else dict(build)
@@ -465,18 +421,14 @@ def test_compose_built_services_run_a_pap_subcommand() -> None:
 def test_compose_platform_services_share_env_and_wait_for_migrations() -> None:
     services = build_services()
     envs = [service["environment"] for service in services.values()]
-    assert all(env == envs[0] for env in envs), (
-        "platform services should share one env anchor"
-    )
+    assert all(env == envs[0] for env in envs), "platform services should share one env anchor"
     env = envs[0]
     assert env["PAP_ENV"] == "production"
     assert env["PAP_DATABASE_URL"] == "postgresql+asyncpg://pap:pap@postgres:5432/pap"
     assert env["PAP_TEMPORAL_ADDRESS"] == "temporal:7233"
     assert env["PAP_KAFKA_BOOTSTRAP"] == "kafka:9092"
     assert env["PAP_JWT_PRIVATE_KEY_FILE"] == "/run/secrets/jwt_private_key"
-    assert ":?" in env["PAP_PAYMENTS_WEBHOOK_SECRET"], (
-        "webhook secret must come from the host"
-    )
+    assert ":?" in env["PAP_PAYMENTS_WEBHOOK_SECRET"], "webhook secret must come from the host"
     all_services = compose_services()
     for name, service in services.items():
         depends = service.get("depends_on") or {}
@@ -511,20 +463,14 @@ def test_compose_repo_files_exist() -> None:
     for name, service in config["services"].items():
         for volume in service.get("volumes") or []:
             if isinstance(volume, dict):
-                source = (
-                    str(volume.get("source", ""))
-                    if volume.get("type") == "bind"
-                    else ""
-                )
+                source = str(volume.get("source", "")) if volume.get("type") == "bind" else ""
             else:
                 source = str(volume).split(":", 1)[0]
             if source.startswith((".", "/")) and not (ROOT / source).exists():
                 missing.append(f"{name}: {source}")
         for secret in service.get("secrets") or []:
             secret_name = secret if isinstance(secret, str) else secret["source"]
-            assert secret_name in (config.get("secrets") or {}), (
-                f"{name}: {secret_name}?"
-            )
+            assert secret_name in (config.get("secrets") or {}), f"{name}: {secret_name}?"
     for kind in ("secrets", "configs"):
         for name, entry in (config.get(kind) or {}).items():
             if "file" not in entry:
@@ -553,9 +499,7 @@ def test_compose_kafka_runs_kraft_single_node() -> None:
 
 def test_search_attributes_are_registered_everywhere() -> None:
     setup = " ".join(command_tokens(compose_services()["temporal-setup"]["command"]))
-    job = (K8S / "extras" / "temporal-search-attributes-job.yaml").read_text(
-        encoding="utf-8"
-    )
+    job = (K8S / "extras" / "temporal-search-attributes-job.yaml").read_text(encoding="utf-8")
     readme = (K8S / "README.md").read_text(encoding="utf-8")
     assert "temporal operator search-attribute create" in setup
     for text in (setup, job, readme):
@@ -636,24 +580,18 @@ def test_workloads_have_probes_resources_and_hardening(name: str) -> None:
         for container in spec["containers"]:
             resources = container["resources"]
             for section in ("requests", "limits"):
-                assert {"cpu", "memory"} <= set(resources[section]), (
-                    f"{workload_name}: {section}"
-                )
+                assert {"cpu", "memory"} <= set(resources[section]), f"{workload_name}: {section}"
             security = container["securityContext"]
             assert security["readOnlyRootFilesystem"] is True
             assert security["runAsNonRoot"] is True
             assert any(
-                mount["mountPath"] == "/tmp" and mount["name"] in tmp_volumes
-                for mount in container["volumeMounts"]
+                mount["mountPath"] == "/tmp" and mount["name"] in tmp_volumes for mount in container["volumeMounts"]
             ), f"{workload_name}: /tmp must be an emptyDir"
             sources = [
-                (source.get("configMapRef") or {}).get("name")
-                or (source.get("secretRef") or {}).get("name")
+                (source.get("configMapRef") or {}).get("name") or (source.get("secretRef") or {}).get("name")
                 for source in container["envFrom"]
             ]
-            assert sources == ["pap-config", "pap-secrets"], (
-                f"{workload_name}: {sources}"
-            )
+            assert sources == ["pap-config", "pap-secrets"], f"{workload_name}: {sources}"
             if workload["kind"] != "Deployment":
                 continue
             assert "livenessProbe" in container, f"{workload_name}: no liveness probe"
@@ -662,9 +600,7 @@ def test_workloads_have_probes_resources_and_hardening(name: str) -> None:
                 assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
             else:
                 probe = container["livenessProbe"]["httpGet"]
-                ports = {
-                    port["name"]: port["containerPort"] for port in container["ports"]
-                }
+                ports = {port["name"]: port["containerPort"] for port in container["ports"]}
                 assert probe["path"] == "/metrics"
                 assert ports.get(probe["port"], probe["port"]) == 9464
 
@@ -686,22 +622,19 @@ def test_hpa_pdb_and_services_target_existing_deployments(name: str) -> None:
     pdbs = build.of_kind("PodDisruptionBudget")
     assert set(pdbs) == {"pap-api", "pap-worker"}
     template_labels = {
-        dep_name: dep["spec"]["template"]["metadata"]["labels"]
-        for dep_name, dep in base_deployments.items()
+        dep_name: dep["spec"]["template"]["metadata"]["labels"] for dep_name, dep in base_deployments.items()
     }
     for pdb_name, pdb in pdbs.items():
         assert pdb["spec"]["minAvailable"] == 1
         assert selector_matches(pdb["spec"]["selector"], template_labels[pdb_name])
     for service_name, service in build.of_kind("Service").items():
         selector = {"matchLabels": service["spec"]["selector"]}
-        assert any(
-            selector_matches(selector, labels) for labels in template_labels.values()
-        ), f"service {service_name} selects no pod"
+        assert any(selector_matches(selector, labels) for labels in template_labels.values()), (
+            f"service {service_name} selects no pod"
+        )
     for deployment in build.of_kind("Deployment").values():
         selector = deployment["spec"]["selector"]
-        assert selector_matches(
-            selector, deployment["spec"]["template"]["metadata"]["labels"]
-        )
+        assert selector_matches(selector, deployment["spec"]["template"]["metadata"]["labels"])
 
 
 @pytest.mark.parametrize("name", sorted(OVERLAYS))
@@ -714,9 +647,7 @@ def test_overlay_patches_target_base_resources(name: str) -> None:
             key = (doc["kind"], doc["metadata"]["name"])
             assert key in known, f"{rel(patch)} patches missing {key}"
     for deployment in build.replicas:
-        assert deployment in build.of_kind("Deployment"), (
-            f"replicas for unknown {deployment}"
-        )
+        assert deployment in build.of_kind("Deployment"), f"replicas for unknown {deployment}"
 
 
 def test_overlays_set_replicas_and_image_tags() -> None:
@@ -726,9 +657,7 @@ def test_overlays_set_replicas_and_image_tags() -> None:
     assert prod.replica_count("pap-api") == 3
     assert prod.replica_count("pap-worker") == 3
     assert dev.final_image("pap")[1] == "dev"
-    assert re.fullmatch(
-        r"\d+\.\d+\.\d+|sha256:[0-9a-f]{64}", prod.final_image("pap")[1]
-    )
+    assert re.fullmatch(r"\d+\.\d+\.\d+|sha256:[0-9a-f]{64}", prod.final_image("pap")[1])
     for build in (rendered(BASE), dev, prod):
         # The relay holds a Postgres advisory lock: one active replica, no HPA.
         assert build.replica_count("pap-relay") == 1
@@ -742,10 +671,7 @@ def test_network_policies_deny_by_default_and_admit_api_and_scrapes() -> None:
     api_ports = {
         port["port"]
         for policy in policies.values()
-        if policy["spec"]["podSelector"]
-        .get("matchLabels", {})
-        .get("app.kubernetes.io/component")
-        == "api"
+        if policy["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/component") == "api"
         for rule in policy["spec"].get("ingress", [])
         for port in rule.get("ports", [])
     }
@@ -755,9 +681,7 @@ def test_network_policies_deny_by_default_and_admit_api_and_scrapes() -> None:
         for policy in policies.values()
         for rule in policy["spec"].get("ingress", [])
         if any(
-            (peer.get("namespaceSelector") or {})
-            .get("matchLabels", {})
-            .get("kubernetes.io/metadata.name")
+            (peer.get("namespaceSelector") or {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
             == "monitoring"
             for peer in rule.get("from", [])
         )
@@ -773,6 +697,4 @@ def test_configmap_points_at_in_cluster_services() -> None:
     assert "pap-postgres-rw.pap:5432" in data["PAP_DATABASE_URL"]
     assert data["PAP_METRICS_PORT"] == "9464"
     assert all(key.startswith("PAP_") for key in data)
-    assert all(isinstance(value, str) for value in data.values()), (
-        "ConfigMap values are strings"
-    )
+    assert all(isinstance(value, str) for value in data.values()), "ConfigMap values are strings"

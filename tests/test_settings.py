@@ -12,7 +12,7 @@ from pap.settings import Settings
 
 
 def make(**values: object) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
 def test_postgres_url_gets_the_async_driver() -> None:
@@ -42,7 +42,7 @@ def test_production_refuses_development_secrets() -> None:
 
 def test_environment_variables_use_the_pap_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PAP_KAFKA_BOOTSTRAP", "broker:9093")
-    assert Settings(_env_file=None).kafka_bootstrap == "broker:9093"  # type: ignore[call-arg]
+    assert Settings(_env_file=None).kafka_bootstrap == "broker:9093"
 
 
 def test_missing_address_explains_how_to_get_one() -> None:

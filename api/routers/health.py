@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import structlog
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,6 +17,7 @@ from events.kafka import check_kafka
 from events.relay import OUTBOX_LAG
 from models.platform import OutboxEvent
 
+log = structlog.get_logger(__name__)
 router = APIRouter(tags=["operations"])
 
 CHECK_TIMEOUT = 3.0
@@ -78,6 +80,6 @@ async def metrics(state: StateDep) -> Response:
                 select(func.count()).select_from(OutboxEvent).where(col(OutboxEvent.published_at).is_(None))
             )
         OUTBOX_LAG.set(lag or 0)
-    except Exception:  # metrics must render even when the database is away
-        pass
+    except Exception as error:  # metrics must render even when the database is away
+        log.warning("outbox lag unavailable", error=repr(error))
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

