@@ -38,14 +38,20 @@ async def read_topic(bootstrap: str, topic: str, *, timeout: float = 10.0) -> li
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()  # fetches cluster metadata
-        partitions = consumer.partitions_for_topic(topic) or set()
+        deadline = time.monotonic() + timeout
+        partitions: set[int] = set()
+        while not partitions:
+            await consumer.topics()  # refreshes cluster metadata
+            partitions = consumer.partitions_for_topic(topic) or set()
+            if not partitions and time.monotonic() > deadline:
+                raise AssertionError(f"topic {topic} has no partitions after {timeout}s")
+            if not partitions:
+                await asyncio.sleep(0.1)
         assignment = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(assignment)
         await consumer.seek_to_beginning(*assignment)
         end = await consumer.end_offsets(assignment)
         out: list[tuple[bytes | None, CloudEvent]] = []
-        deadline = time.monotonic() + timeout
         while [tp for tp in assignment if await consumer.position(tp) < end[tp]]:
             if time.monotonic() > deadline:
                 raise AssertionError(f"could not read {topic} to its end within {timeout}s")
