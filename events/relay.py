@@ -130,6 +130,15 @@ class OutboxRelay:
             except (KafkaError, OSError):
                 log.debug("producer stop failed", exc_info=True)
 
+    async def _ensure_topics_known(self, producer: AIOKafkaProducer, topics: set[str]) -> None:
+        """Re-create topics a restarted (memory-only) broker forgot, before sending to them."""
+        metadata = await producer.client.fetch_all_metadata()
+        missing = topics - metadata.topics()
+        if missing:
+            log.warning("broker lost topics; re-creating them", topics=sorted(missing))
+            await ensure_topics(self.bootstrap, tuple(sorted(missing)))
+            await producer.client.force_metadata_update()
+
     async def publish_batch(self) -> int:
         """Publish the oldest unpublished events, in order; returns how many were published."""
         async with transaction(self.sessions) as session:
@@ -149,6 +158,7 @@ class OutboxRelay:
             if not rows:
                 return 0
             producer = await self._get_producer()
+            await self._ensure_topics_known(producer, {row.topic for row in rows})
             pending = [
                 await producer.send(row.topic, to_cloud_event(row).to_bytes(), key=row.key.encode()) for row in rows
             ]

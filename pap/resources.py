@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,6 +28,7 @@ class Resources:
 @asynccontextmanager
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     engine = create_engine(settings.require("database_url"))
+    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine)
     redis = create_redis(settings.require("redis_url"))
     try:
         yield Resources(

@@ -43,7 +43,8 @@ def state_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="pap-test-"))
     path.chmod(0o755)
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if not os.environ.get("PAP_TEST_KEEP_STATE"):  # keep logs for a post-mortem
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
+from sqlmodel import select
 from temporalio.client import Client
 
+from models.platform import OutboxEvent
+from pap.db import SessionFactory
 from pap.settings import Settings
 from tests.support import eventually, read_topic
 
@@ -36,3 +40,18 @@ async def test_echo_crosses_every_component(
     assert event.type == "diagnostics.echo.processed"
     assert event.data == {"echo_id": echo["id"], "message": "hello platform"}
     assert event.specversion == "1.0" and event.source == "/pap/diagnostics"
+
+
+async def test_one_trace_follows_the_request_into_the_workflow_activity_and_its_event(
+    api: httpx.AsyncClient, temporal_client: Client, sessions: SessionFactory
+) -> None:
+    trace_id = uuid.uuid4().hex
+    traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
+    created = (
+        await api.post("/v1/_diagnostics/echo", json={"message": "trace me"}, headers={"traceparent": traceparent})
+    ).json()
+    await temporal_client.get_workflow_handle(created["workflow_id"]).result()
+    async with sessions() as session:
+        row = (await session.exec(select(OutboxEvent).where(OutboxEvent.subject == created["id"]))).one()
+    assert row.traceparent is not None
+    assert row.traceparent.split("-")[1] == trace_id

@@ -109,18 +109,13 @@ class EmbeddedStack:
         await ensure_topics(self.settings.require("kafka_bootstrap"))
 
     async def start_platform(self, processes: tuple[str, ...] = ("worker", "relay", "consumers", "api")) -> None:
-        env = settings_env(self.settings)
-        for name in processes:
+        for offset, name in enumerate(processes):
             self.progress(name, "starting")
             ready = self._api_ready if name == "api" else self._always_ready
-            await self.supervisor.start(
-                ProcessSpec(
-                    name=name,
-                    argv=[sys.executable, "-m", "pap", name],
-                    ready=ready,
-                    env=env,
-                )
-            )
+            metrics_port = self.settings.metrics_port + offset if self.persistent else free_port()
+            env = settings_env(self.settings) | {"PAP_METRICS_PORT": str(metrics_port)}
+            argv = [sys.executable, "-m", "pap", name]
+            await self.supervisor.start(ProcessSpec(name=name, argv=argv, ready=ready, env=env))
             self.progress(name, "ready")
         self.supervisor.watch()
 
