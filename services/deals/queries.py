@@ -1,0 +1,76 @@
+"""Reading deals, with the rule of who may see one."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlmodel import col, or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.deals import Deal, DealTimelineEntry
+from services.errors import NotFound
+from services.identity.permissions import Permission, Role, permissions_of
+from services.identity.tokens import Principal
+
+
+async def get_deal(session: AsyncSession, deal_id: uuid.UUID) -> Deal:
+    deal = await session.get(Deal, deal_id)
+    if deal is None:
+        raise NotFound(f"deal {deal_id} does not exist")
+    return deal
+
+
+def can_view(deal: Deal, principal: Principal) -> bool:
+    """Participants, the company's issuer, deal managers and compliance see a deal; nobody else."""
+    if Permission.DEALS_READ_ALL in permissions_of(set(principal.roles)):
+        return True
+    if principal.user_id in (deal.buyer_id, deal.seller_id, deal.original_buyer_id):
+        return True
+    if str(principal.user_id) in deal.defaulted_buyer_ids:
+        return True
+    return principal.has_role(Role.ISSUER) and principal.company_id == deal.company_id
+
+
+async def deal_for_viewer(session: AsyncSession, deal_id: uuid.UUID, principal: Principal) -> Deal:
+    """The deal, or NotFound when it does not exist or the caller may not know it exists."""
+    deal = await session.get(Deal, deal_id)
+    if deal is None or not can_view(deal, principal):
+        raise NotFound(f"deal {deal_id} does not exist")
+    return deal
+
+
+async def list_deals(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    stage: str | None = None,
+    order_id: uuid.UUID | None = None,
+    limit: int = 50,
+    before: datetime | None = None,
+) -> list[Deal]:
+    """Deals visible to the caller, newest first."""
+    query = select(Deal).order_by(col(Deal.created_at).desc(), col(Deal.id).desc()).limit(limit)
+    if Permission.DEALS_READ_ALL not in permissions_of(set(principal.roles)):
+        visible = [
+            col(Deal.buyer_id) == principal.user_id,
+            col(Deal.seller_id) == principal.user_id,
+            col(Deal.original_buyer_id) == principal.user_id,
+        ]
+        if principal.has_role(Role.ISSUER) and principal.company_id:
+            visible.append(col(Deal.company_id) == principal.company_id)
+        query = query.where(or_(*visible))
+    if stage:
+        query = query.where(col(Deal.stage) == stage)
+    if order_id:
+        query = query.where(or_(col(Deal.buy_order_id) == order_id, col(Deal.sell_order_id) == order_id))
+    if before:
+        query = query.where(col(Deal.created_at) < before)
+    return list((await session.exec(query)).all())
+
+
+async def timeline(session: AsyncSession, deal_id: uuid.UUID) -> list[DealTimelineEntry]:
+    rows = await session.exec(
+        select(DealTimelineEntry).where(col(DealTimelineEntry.deal_id) == deal_id).order_by(col(DealTimelineEntry.seq))
+    )
+    return list(rows.all())
