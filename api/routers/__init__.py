@@ -2,6 +2,6 @@
 
 from fastapi import APIRouter
 
-from api.routers import diagnostics, health
+from api.routers import diagnostics, documents, health
 
-ROUTERS: list[APIRouter] = [health.router, diagnostics.router]
+ROUTERS: list[APIRouter] = [health.router, diagnostics.router, documents.router]
