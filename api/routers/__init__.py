@@ -2,6 +2,6 @@
 
 from fastapi import APIRouter
 
-from api.routers import diagnostics, health
+from api.routers import companies, diagnostics, health, holdings
 
-ROUTERS: list[APIRouter] = [health.router, diagnostics.router]
+ROUTERS: list[APIRouter] = [health.router, diagnostics.router, companies.router, holdings.router]
