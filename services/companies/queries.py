@@ -25,10 +25,20 @@ from services.companies.errors import CompanyNotFound, SecurityNotFound
 from services.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 
 
+_CENTI_CENTS = Decimal("0.0001")
+
+
 def _money(amount: Decimal | None, currency: str | None) -> Money | None:
+    """Money as stored (4 decimal places), so a create and a later read render the same string."""
     if amount is None or currency is None:
         return None
-    return Money(amount=amount, currency=currency)
+    return Money(amount=amount.quantize(_CENTI_CENTS), currency=currency)
+
+
+def _required_money(amount: Decimal, currency: str) -> Money:
+    money = _money(amount, currency)
+    assert money is not None
+    return money
 
 
 def company_read(company: Company) -> CompanyRead:

@@ -41,7 +41,10 @@ _RESERVED_SIGN = {
 
 
 def _money(amount: Decimal | None, currency: str | None) -> Money | None:
-    return Money(amount=amount, currency=currency) if amount is not None and currency is not None else None
+    """Money as stored (4 decimal places), so a create and a later read render the same string."""
+    if amount is None or currency is None:
+        return None
+    return Money(amount=amount.quantize(Decimal("0.0001")), currency=currency)
 
 
 def holding_read(holding: Holding) -> HoldingRead:

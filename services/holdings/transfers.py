@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -48,7 +49,7 @@ async def _record(session: AsyncSession, transfer: Transfer) -> TransferRecord:
         seller_id=transfer.seller_id,
         buyer_id=transfer.buyer_id,
         quantity=transfer.quantity,
-        price=Money(amount=transfer.price_amount, currency=transfer.price_currency),
+        price=Money(amount=transfer.price_amount.quantize(Decimal("0.0001")), currency=transfer.price_currency),
         resulting_holding_id=transfer.resulting_holding_id,
         legs=[
             TransferLegRead(
