@@ -105,8 +105,6 @@ async def _decide(
     if holding is None:
         raise HoldingNotFound(f"Holding {holding_id} does not exist.")
     if not (_is_compliance(principal) or _is_issuer_of(principal, holding.company_id)):
-        if not can_view(principal, holding):
-            raise HoldingNotFound(f"Holding {holding_id} does not exist.")
         raise NotHoldingVerifier("Only compliance or the issuer of this company may decide on this holding.")
     if holding.status == status.value:
         return holding_read(holding)
