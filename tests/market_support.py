@@ -37,7 +37,9 @@ async def new_security(
     return company.id, security.id
 
 
-async def verified_lot(sessions: SessionFactory, owner_id: uuid.UUID, security_id: uuid.UUID, quantity: int) -> uuid.UUID:
+async def verified_lot(
+    sessions: SessionFactory, owner_id: uuid.UUID, security_id: uuid.UUID, quantity: int
+) -> uuid.UUID:
     async with transaction(sessions) as session:
         holding = await holdings.submit_holding(
             session, owner_id, HoldingCreate(security_id=security_id, quantity=quantity)

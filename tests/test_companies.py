@@ -92,7 +92,9 @@ async def test_company_writes_emit_events_to_the_companies_topic(
     api: httpx.AsyncClient, admin: dict[str, str], sessions: SessionFactory
 ) -> None:
     company = (await api.post("/v1/companies", json=company_body(), headers=admin)).json()
-    await api.post(f"/v1/companies/{company['id']}/securities", json={"class_name": "C", "kind": "common"}, headers=admin)
+    await api.post(
+        f"/v1/companies/{company['id']}/securities", json={"class_name": "C", "kind": "common"}, headers=admin
+    )
     await api.patch(f"/v1/companies/{company['id']}", json={"sector": "ai"}, headers=admin)
     async with transaction(sessions) as session:
         rows = (await session.execute(select(OutboxEvent).where(OutboxEvent.key == company["id"]))).scalars().all()
@@ -168,7 +170,9 @@ async def test_list_filters_by_sector_and_name_and_paginates(api: httpx.AsyncCli
     assert len(first["items"]) == 2
     assert first["next_cursor"]
     second = (
-        await api.get("/v1/companies", params={"sector": sector, "limit": 2, "cursor": first["next_cursor"]}, headers=admin)
+        await api.get(
+            "/v1/companies", params={"sector": sector, "limit": 2, "cursor": first["next_cursor"]}, headers=admin
+        )
     ).json()
     assert second["next_cursor"] is None
     names = [c["name"] for c in first["items"] + second["items"]]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
+from sqlmodel import col
 
 from models.base import Money
 from models.holdings import ConservationReport
@@ -63,7 +65,9 @@ async def test_reservation_takes_oldest_lots_first_and_is_all_or_nothing(session
     first = await verified_lot(sessions, seller, security, 30)
     second = await verified_lot(sessions, seller, security, 30)
     async with transaction(sessions) as session:
-        await holdings.reserve_shares(session, owner_id=seller, security_id=security, quantity=40, reference=f"a-{first}")
+        await holdings.reserve_shares(
+            session, owner_id=seller, security_id=security, quantity=40, reference=f"a-{first}"
+        )
     async with transaction(sessions) as session:
         assert (await holdings.get_holding(session, first)).reserved_quantity == 30
         assert (await holdings.get_holding(session, second)).reserved_quantity == 10
@@ -96,13 +100,15 @@ async def test_reserve_release_and_transfer_are_idempotent_by_reference(sessions
 
     for _ in range(2):
         async with transaction(sessions) as session:
-            reservation = await holdings.reserve_shares(
+            await holdings.reserve_shares(
                 session, owner_id=seller, security_id=security, quantity=50, reference=reference
             )
     assert await available(sessions, seller, security) == 50
     with pytest.raises(holdings.ReservationConflict):
         async with transaction(sessions) as session:
-            await holdings.reserve_shares(session, owner_id=seller, security_id=security, quantity=7, reference=reference)
+            await holdings.reserve_shares(
+                session, owner_id=seller, security_id=security, quantity=7, reference=reference
+            )
 
     for _ in range(2):
         async with transaction(sessions) as session:
@@ -115,7 +121,9 @@ async def test_reserve_release_and_transfer_are_idempotent_by_reference(sessions
         bought = await holdings.get_holding(session, record.resulting_holding_id)
         transfers = (
             await session.execute(
-                select(OutboxEvent).where(OutboxEvent.type == "holdings.transferred", OutboxEvent.subject == str(record.id))
+                select(OutboxEvent).where(
+                    col(OutboxEvent.type) == "holdings.transferred", col(OutboxEvent.subject) == str(record.id)
+                )
             )
         ).all()
     assert (bought.owner_id, bought.quantity, bought.status, bought.provenance) == (buyer, 30, "verified", "transfer")
@@ -146,11 +154,18 @@ async def test_cannot_transfer_more_than_is_reserved(sessions: SessionFactory) -
     seller = uuid.uuid4()
     await verified_lot(sessions, seller, security, 100)
     async with transaction(sessions) as session:
-        await holdings.reserve_shares(session, owner_id=seller, security_id=security, quantity=10, reference=f"r-{security}")
+        await holdings.reserve_shares(
+            session, owner_id=seller, security_id=security, quantity=10, reference=f"r-{security}"
+        )
     with pytest.raises(holdings.InsufficientShares):
         async with transaction(sessions) as session:
             await holdings.consume_reservation_and_transfer(
-                session, reference=f"r-{security}", buyer_id=uuid.uuid4(), quantity=11, price=PRICE, deal_id=uuid.uuid4()
+                session,
+                reference=f"r-{security}",
+                buyer_id=uuid.uuid4(),
+                quantity=11,
+                price=PRICE,
+                deal_id=uuid.uuid4(),
             )
     assert await available(sessions, seller, security) == 90
 
@@ -185,7 +200,7 @@ operations = st.lists(
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=operations)
-async def test_random_ledger_operations_conserve_shares(sessions: SessionFactory, ops: list[tuple[object, ...]]) -> None:
+async def test_random_ledger_operations_conserve_shares(sessions: SessionFactory, ops: list[tuple[Any, ...]]) -> None:
     """Whatever sequence of deposits, reservations, releases and transfers runs, shares are conserved."""
     _, security = await new_security(sessions)
     owners = [uuid.uuid4() for _ in range(3)]
@@ -196,16 +211,16 @@ async def test_random_ledger_operations_conserve_shares(sessions: SessionFactory
             async with transaction(sessions) as session:
                 if op[0] == "deposit":
                     _, who, qty = op
-                    await verified_lot(sessions, owners[int(who)], security, int(qty))  # type: ignore[call-overload]
-                    deposited += int(qty)  # type: ignore[call-overload]
+                    await verified_lot(sessions, owners[int(who)], security, int(qty))
+                    deposited += int(qty)
                 elif op[0] == "reserve":
                     _, who, qty = op
                     reference = f"h-{uuid.uuid4()}"
                     await holdings.reserve_shares(
                         session,
-                        owner_id=owners[int(who)],  # type: ignore[call-overload]
+                        owner_id=owners[int(who)],
                         security_id=security,
-                        quantity=int(qty),  # type: ignore[call-overload]
+                        quantity=int(qty),
                         reference=reference,
                     )
                     references.append(reference)
@@ -213,16 +228,16 @@ async def test_random_ledger_operations_conserve_shares(sessions: SessionFactory
                     _, idx, qty = op
                     await holdings.release_reservation(
                         session,
-                        references[int(idx) % len(references)],  # type: ignore[call-overload]
-                        None if qty is None else int(qty),  # type: ignore[call-overload]
+                        references[int(idx) % len(references)],
+                        None if qty is None else int(qty),
                     )
                 elif op[0] == "transfer" and references:
                     _, idx, who, qty = op
                     await holdings.consume_reservation_and_transfer(
                         session,
-                        reference=references[int(idx) % len(references)],  # type: ignore[call-overload]
-                        buyer_id=owners[int(who)],  # type: ignore[call-overload]
-                        quantity=int(qty),  # type: ignore[call-overload]
+                        reference=references[int(idx) % len(references)],
+                        buyer_id=owners[int(who)],
+                        quantity=int(qty),
                         price=PRICE,
                         deal_id=uuid.uuid4(),
                     )

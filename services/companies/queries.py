@@ -24,7 +24,6 @@ from models.companies import (
 from services.companies.errors import CompanyNotFound, SecurityNotFound
 from services.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 
-
 _CENTI_CENTS = Decimal("0.0001")
 
 

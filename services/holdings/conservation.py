@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, case, func, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.holdings import (
@@ -20,42 +21,38 @@ from models.holdings import (
 )
 
 
-def _sum_of(kind: MovementKind) -> object:
-    return func.coalesce(func.sum(case((Movement.kind == kind.value, Movement.quantity), else_=0)), 0)
+def _sum_of(kind: MovementKind) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((col(Movement.kind) == kind.value, col(Movement.quantity)), else_=0)), 0)
 
 
 async def check_position_caches(session: AsyncSession, security_id: uuid.UUID | None = None) -> list[Discrepancy]:
     """Positions whose cached quantity or reserved quantity differs from the sums of their movements."""
     sums = (
         select(
-            Movement.holding_id.label("holding_id"),  # type: ignore[attr-defined]
+            col(Movement.holding_id).label("holding_id"),
             (
-                _sum_of(MovementKind.DEPOSIT)  # type: ignore[operator]
-                + _sum_of(MovementKind.TRANSFER_IN)
-                - _sum_of(MovementKind.TRANSFER_OUT)
+                _sum_of(MovementKind.DEPOSIT) + _sum_of(MovementKind.TRANSFER_IN) - _sum_of(MovementKind.TRANSFER_OUT)
             ).label("quantity"),
-            (
-                _sum_of(MovementKind.RESERVE)  # type: ignore[operator]
-                - _sum_of(MovementKind.RELEASE)
-                - _sum_of(MovementKind.TRANSFER_OUT)
-            ).label("reserved"),
+            (_sum_of(MovementKind.RESERVE) - _sum_of(MovementKind.RELEASE) - _sum_of(MovementKind.TRANSFER_OUT)).label(
+                "reserved"
+            ),
         )
-        .group_by(Movement.holding_id)  # type: ignore[arg-type]
+        .group_by(col(Movement.holding_id))
         .subquery()
     )
     query = select(
-        Holding.id,
-        Holding.security_id,
-        Holding.quantity,
-        Holding.reserved_quantity,
+        col(Holding.id),
+        col(Holding.security_id),
+        col(Holding.quantity),
+        col(Holding.reserved_quantity),
         func.coalesce(sums.c.quantity, 0),
         func.coalesce(sums.c.reserved, 0),
-    ).outerjoin(sums, sums.c.holding_id == Holding.id)
+    ).outerjoin(sums, sums.c.holding_id == col(Holding.id))
     if security_id is not None:
-        query = query.where(Holding.security_id == security_id)  # type: ignore[arg-type]
+        query = query.where(col(Holding.security_id) == security_id)
     query = query.where(
-        (Holding.quantity != func.coalesce(sums.c.quantity, 0))  # type: ignore[arg-type]
-        | (Holding.reserved_quantity != func.coalesce(sums.c.reserved, 0))  # type: ignore[arg-type]
+        (col(Holding.quantity) != func.coalesce(sums.c.quantity, 0))
+        | (col(Holding.reserved_quantity) != func.coalesce(sums.c.reserved, 0))
     )
     out: list[Discrepancy] = []
     for holding_id, sec_id, quantity, reserved, ledger_quantity, ledger_reserved in (
@@ -89,42 +86,42 @@ async def check_position_caches(session: AsyncSession, security_id: uuid.UUID | 
 async def shares_conservation_report(session: AsyncSession, security_id: uuid.UUID | None = None) -> ConservationReport:
     """Per security: verified shares equal verified deposits, transfers out equal transfers in,
     reservations equal reserved positions, and every position equals its movements."""
-    verified = Holding.status == HoldingStatus.VERIFIED.value
+    verified = col(Holding.status) == HoldingStatus.VERIFIED.value
     per_security = select(
-        Movement.security_id,
+        col(Movement.security_id),
         func.coalesce(
-            func.sum(case(((Movement.kind == MovementKind.DEPOSIT.value) & verified, Movement.quantity), else_=0)), 0
+            func.sum(
+                case(((col(Movement.kind) == MovementKind.DEPOSIT.value) & verified, col(Movement.quantity)), else_=0)
+            ),
+            0,
         ),
         _sum_of(MovementKind.TRANSFER_OUT),
         _sum_of(MovementKind.TRANSFER_IN),
-    ).join(Holding, Holding.id == Movement.holding_id)  # type: ignore[arg-type]
+    ).join(Holding, col(Holding.id) == col(Movement.holding_id))
     positions = select(
-        Holding.security_id,
-        func.coalesce(func.sum(case((verified, Holding.quantity), else_=0)), 0),
-        func.coalesce(func.sum(Holding.reserved_quantity), 0),
+        col(Holding.security_id),
+        func.coalesce(func.sum(case((verified, col(Holding.quantity)), else_=0)), 0),
+        func.coalesce(func.sum(col(Holding.reserved_quantity)), 0),
     )
     reservations = select(
-        Reservation.security_id,
+        col(Reservation.security_id),
         func.coalesce(
-            func.sum(Reservation.quantity - Reservation.released_quantity - Reservation.consumed_quantity), 0
+            func.sum(
+                col(Reservation.quantity) - col(Reservation.released_quantity) - col(Reservation.consumed_quantity)
+            ),
+            0,
         ),
     )
     if security_id is not None:
-        per_security = per_security.where(Movement.security_id == security_id)  # type: ignore[arg-type]
-        positions = positions.where(Holding.security_id == security_id)  # type: ignore[arg-type]
-        reservations = reservations.where(Reservation.security_id == security_id)  # type: ignore[arg-type]
+        per_security = per_security.where(col(Movement.security_id) == security_id)
+        positions = positions.where(col(Holding.security_id) == security_id)
+        reservations = reservations.where(col(Reservation.security_id) == security_id)
     ledger = {
-        row[0]: row[1:]
-        for row in (await session.execute(per_security.group_by(Movement.security_id))).all()  # type: ignore[arg-type]
+        row[0]: row[1:] for row in (await session.execute(per_security.group_by(col(Movement.security_id)))).all()
     }
-    held = {
-        row[0]: row[1:]
-        for row in (await session.execute(positions.group_by(Holding.security_id))).all()  # type: ignore[arg-type]
-    }
+    held = {row[0]: row[1:] for row in (await session.execute(positions.group_by(col(Holding.security_id)))).all()}
     reserved_by_reservations: dict[uuid.UUID, int] = defaultdict(int)
-    for sec_id, outstanding in (
-        await session.execute(reservations.group_by(Reservation.security_id))  # type: ignore[arg-type]
-    ).all():
+    for sec_id, outstanding in (await session.execute(reservations.group_by(col(Reservation.security_id)))).all():
         reserved_by_reservations[sec_id] = int(outstanding)
 
     discrepancies = await check_position_caches(session, security_id)

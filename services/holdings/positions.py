@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import and_, or_, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from events import topics
@@ -186,10 +187,10 @@ async def available_shares(session: AsyncSession, owner_id: uuid.UUID, security_
     """Verified unreserved shares of an owner in a security (a snapshot; reserve_shares is the real check)."""
     rows = (
         await session.execute(
-            select(Holding.quantity, Holding.reserved_quantity).where(
-                Holding.owner_id == owner_id,  # type: ignore[arg-type]
-                Holding.security_id == security_id,  # type: ignore[arg-type]
-                Holding.status == HoldingStatus.VERIFIED.value,  # type: ignore[arg-type]
+            select(col(Holding.quantity), col(Holding.reserved_quantity)).where(
+                col(Holding.owner_id) == owner_id,
+                col(Holding.security_id) == security_id,
+                col(Holding.status) == HoldingStatus.VERIFIED.value,
             )
         )
     ).all()

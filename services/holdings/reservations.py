@@ -10,6 +10,7 @@ import uuid
 from collections import defaultdict
 
 from sqlalchemy import func, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from events import topics
@@ -35,9 +36,9 @@ async def outstanding_by_holding(session: AsyncSession, reservation_id: uuid.UUI
     signed = {MovementKind.RESERVE.value: 1, MovementKind.RELEASE.value: -1, MovementKind.TRANSFER_OUT.value: -1}
     rows = (
         await session.execute(
-            select(Movement.holding_id, Movement.kind, func.sum(Movement.quantity))
-            .where(Movement.reservation_id == reservation_id)  # type: ignore[arg-type]
-            .group_by(Movement.holding_id, Movement.kind)  # type: ignore[arg-type]
+            select(col(Movement.holding_id), col(Movement.kind), func.sum(col(Movement.quantity)))
+            .where(col(Movement.reservation_id) == reservation_id)
+            .group_by(col(Movement.holding_id), col(Movement.kind))
         )
     ).all()
     out: dict[uuid.UUID, int] = defaultdict(int)
@@ -149,7 +150,7 @@ async def release_reservation(
     key_prefix = f"release:{reservation.id}:{key}:"
     already = (
         await session.execute(
-            select(func.count()).select_from(Movement).where(Movement.idempotency_key.startswith(key_prefix))  # type: ignore[attr-defined]
+            select(func.count()).select_from(Movement).where(col(Movement.idempotency_key).startswith(key_prefix))
         )
     ).scalar_one()
     outstanding = reservation.quantity - reservation.released_quantity - reservation.consumed_quantity
