@@ -2,6 +2,12 @@
 
 from fastapi import APIRouter
 
-from api.routers import diagnostics, documents, health
+from api.routers import companies, diagnostics, documents, health, holdings
 
-ROUTERS: list[APIRouter] = [health.router, diagnostics.router, documents.router]
+ROUTERS: list[APIRouter] = [
+    health.router,
+    diagnostics.router,
+    companies.router,
+    holdings.router,
+    documents.router,
+]

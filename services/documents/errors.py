@@ -40,7 +40,7 @@ class DocumentNotSignable(Conflict):
     title = "The document is not awaiting signatures"
 
 
-class SigningLinkGone(DomainError):  # noqa: N818 - named like the rest of the error family
+class SigningLinkGone(DomainError):
     status = 410
     type = "signing-link-gone"
     title = "The signing link was already used or has expired"
