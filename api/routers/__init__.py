@@ -2,6 +2,12 @@
 
 from fastapi import APIRouter
 
-from api.routers import diagnostics, health
+from api.routers import diagnostics, health, payments, reconciliation
 
-ROUTERS: list[APIRouter] = [health.router, diagnostics.router]
+ROUTERS: list[APIRouter] = [
+    health.router,
+    diagnostics.router,
+    payments.router,
+    payments.sandbox_router,
+    reconciliation.router,
+]
