@@ -8,7 +8,9 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import httpx
+from temporalio.client import Client
 
+from models.payments import PaymentReceived
 from pap.db import SessionFactory, transaction
 from pap.settings import Settings
 from services import payments
@@ -149,3 +151,28 @@ async def test_reconciliation_is_forbidden_to_investors_and_to_admins_without_mf
     assert admin.json()["type"].endswith("mfa-required")
     anonymous = await api.get("/v1/admin/reconciliation")
     assert anonymous.status_code == 401
+
+
+async def test_webhook_signals_the_deal_workflow_when_escrow_is_funded(
+    api: httpx.AsyncClient, sessions: SessionFactory, settings: Settings, temporal_client: Client
+) -> None:
+    deal_id, payment_id = await _instructions(sessions, "90.00")
+    # A stand-in execution with the deal's id on a queue no worker polls: its history records the signal.
+    handle = await temporal_client.start_workflow(
+        "DealExecutionWorkflow", id=f"deal-{deal_id}", task_queue=f"payments-test-{uuid.uuid4()}"
+    )
+    try:
+        body, headers = _signed(settings, _event(payment_id, "90.00"))
+        response = await api.post("/v1/payments/webhook", content=body, headers=headers)
+        assert response.status_code == 200, response.text
+        history = await handle.fetch_history()
+        signals = [
+            e.workflow_execution_signaled_event_attributes
+            for e in history.events
+            if e.HasField("workflow_execution_signaled_event_attributes")
+        ]
+        assert [s.signal_name for s in signals] == ["payment_received"]
+        (payload,) = await temporal_client.data_converter.decode(signals[0].input.payloads, [PaymentReceived])
+        assert payload == PaymentReceived(payment_id=payment_id, deal_id=deal_id, amount=usd("90.00"), funded=True)
+    finally:
+        await handle.terminate("test done")
