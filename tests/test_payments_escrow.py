@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import text
 
 from models.payments import PaymentStatus, PaymentUpdate
@@ -22,7 +23,9 @@ async def _instructions(sessions: SessionFactory, amount: str = "1000.00") -> tu
     return deal_id, buyer_id, instructions.payment_id
 
 
-async def _pay(sessions: SessionFactory, payment_id: uuid.UUID, amount: str, status: str = "succeeded") -> PaymentUpdate:
+async def _pay(
+    sessions: SessionFactory, payment_id: uuid.UUID, amount: str, status: str = "succeeded"
+) -> PaymentUpdate:
     async with transaction(sessions) as session:
         return await payments.record_provider_payment(
             session, event_id=f"evt_{uuid.uuid4().hex}", payment_id=payment_id, status=status, amount=usd(amount)
@@ -98,7 +101,8 @@ async def test_over_funding_keeps_the_expected_amount_and_refunds_the_excess(ses
     assert await posted(sessions, payments.user_cash(buyer_id)) == 0
     async with transaction(sessions) as session:
         kinds = await session.execute(
-            text("SELECT kind FROM payments.journal_entry WHERE reference = :r ORDER BY created_at"), {"r": str(deal_id)}
+            text("SELECT kind FROM payments.journal_entry WHERE reference = :r ORDER BY created_at"),
+            {"r": str(deal_id)},
         )
         assert sorted(r[0] for r in kinds.all()) == ["payment.excess_refund", "payment.received"]
 
@@ -152,24 +156,25 @@ async def test_release_pays_the_seller_net_of_platform_and_company_fees(sessions
     assert (await _events(sessions, deal_id)).count("payments.escrow.released") == 1
 
 
+async def _release(sessions: SessionFactory, deal_id: uuid.UUID, gross: str) -> None:
+    async with transaction(sessions) as session:
+        await payments.release_escrow_to_seller(
+            session,
+            deal_id=deal_id,
+            seller_id=uuid.uuid4(),
+            gross=usd(gross),
+            platform_fee_bps=100,
+            company_id=None,
+            company_fee_bps=0,
+        )
+
+
 async def test_release_of_more_than_escrow_holds_is_refused(sessions: SessionFactory) -> None:
     deal_id, _, payment_id = await _instructions(sessions, "100.00")
     await _pay(sessions, payment_id, "60.00")
-    try:
-        async with transaction(sessions) as session:
-            await payments.release_escrow_to_seller(
-                session,
-                deal_id=deal_id,
-                seller_id=uuid.uuid4(),
-                gross=usd("100.00"),
-                platform_fee_bps=100,
-                company_id=None,
-                company_fee_bps=0,
-            )
-    except payments.EscrowMismatch as error:
-        assert error.status == 409
-    else:
-        raise AssertionError("release of unfunded escrow succeeded")
+    with pytest.raises(payments.EscrowMismatch) as raised:
+        await _release(sessions, deal_id, "100.00")
+    assert raised.value.status == 409
     assert await _escrow(sessions, deal_id) == Decimal("60.00")
 
 

@@ -37,11 +37,14 @@ async def test_transfer_books_postings_that_sum_to_zero_and_updates_cached_balan
     assert await posted(sessions, bob) == Decimal("40.25")
 
 
-async def test_unbalanced_posting_written_directly_is_rejected_by_the_deferred_trigger(sessions: SessionFactory) -> None:
+async def test_unbalanced_posting_written_directly_is_rejected_by_the_deferred_trigger(
+    sessions: SessionFactory,
+) -> None:
     alice = new_user_cash()
     await fund(sessions, alice, "10.00")
     entry_id = uuid.uuid4()
-    with pytest.raises(DBAPIError, match="does not balance"):
+
+    async def forge_one_sided_entry() -> None:
         async with transaction(sessions) as session:
             await session.execute(
                 text(
@@ -57,7 +60,10 @@ async def test_unbalanced_posting_written_directly_is_rejected_by_the_deferred_t
                 ),
                 {"entry": entry_id, "code": alice},
             )
-            # The statement itself succeeds: the check is deferred to commit.
+            # Both statements succeed: the balance check is deferred to commit.
+
+    with pytest.raises(DBAPIError, match="does not balance"):
+        await forge_one_sided_entry()
     async with transaction(sessions) as session:
         assert await entry_by_key(session, f"forged:{entry_id}") is None
 
@@ -87,7 +93,10 @@ async def test_same_idempotency_key_with_other_legs_is_a_conflict(sessions: Sess
     with pytest.raises(payments.IdempotencyConflict) as raised:
         async with transaction(sessions) as session:
             await payments.transfer(
-                session, idempotency_key=key, legs=[Leg(debit=alice, credit=bob, amount=usd("21"))], kind="test.transfer"
+                session,
+                idempotency_key=key,
+                legs=[Leg(debit=alice, credit=bob, amount=usd("21"))],
+                kind="test.transfer",
             )
     assert raised.value.status == 409
     assert await posted(sessions, alice) == Decimal("30.00")
@@ -193,7 +202,7 @@ async def test_hold_reserves_funds_so_they_cannot_be_spent_twice_and_post_books_
         again = await payments.post_pending(session, held.id)
         bal = await payments.balance(session, alice)
     assert done.status == again.status == EntryStatus.POSTED
-    assert (bal.posted, bal.pending_debits, bal.available) == (Decimal("30.00"), 0, Decimal("30.00"))
+    assert (bal.posted, bal.pending_debits, bal.available) == (Decimal("30.00"), Decimal(0), Decimal("30.00"))
     assert await posted(sessions, bob) == Decimal("70.00")
 
 
