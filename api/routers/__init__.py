@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from api.routers import companies, diagnostics, documents, health, holdings
+from api.routers import companies, diagnostics, documents, health, holdings, payments, reconciliation
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -10,4 +10,7 @@ ROUTERS: list[APIRouter] = [
     companies.router,
     holdings.router,
     documents.router,
+    payments.router,
+    payments.sandbox_router,
+    reconciliation.router,
 ]

@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = '0006_documents'
-down_revision: str | Sequence[str] | None = '0003_companies_holdings'
+down_revision: str | Sequence[str] | None = '0005_payments'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
