@@ -180,10 +180,17 @@ async def test_conservation_report_finds_a_tampered_position(sessions: SessionFa
         assert row is not None
         row.quantity = 150  # shares appearing without a movement
         session.add(row)
-    report = await conserved(sessions, security)
+    try:
+        report = await conserved(sessions, security)
+    finally:  # the database is shared: put the row back so platform-wide reconciliation stays clean
+        async with transaction(sessions) as session:
+            restored = await session.get(Holding, lot)
+            assert restored is not None
+            restored.quantity = 100
     assert not report.shares_conserved
     kinds = {d.kind for d in report.discrepancies}
     assert {"position-quantity", "shares-created-or-destroyed"} <= kinds
+    assert (await conserved(sessions, security)).shares_conserved
 
 
 operations = st.lists(
