@@ -2,6 +2,15 @@
 
 from fastapi import APIRouter
 
-from api.routers import diagnostics, health
+from api.routers import companies, diagnostics, documents, health, holdings, payments, reconciliation
 
-ROUTERS: list[APIRouter] = [health.router, diagnostics.router]
+ROUTERS: list[APIRouter] = [
+    health.router,
+    diagnostics.router,
+    companies.router,
+    holdings.router,
+    documents.router,
+    payments.router,
+    payments.sandbox_router,
+    reconciliation.router,
+]

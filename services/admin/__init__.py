@@ -1,0 +1,1 @@
+"""Admin context: cross-context operations views such as reconciliation."""

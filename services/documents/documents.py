@@ -1,0 +1,257 @@
+"""Generating deal documents, reading them back (participants only, integrity-checked) and listing them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+import structlog
+from sqlalchemy import text
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from events import topics
+from events.outbox import record_event
+from models.documents import (
+    DealTerms,
+    Document,
+    DocumentKind,
+    DocumentRead,
+    DocumentStatus,
+    DocumentSummary,
+    SignatureEvent,
+    SignatureEventKind,
+    SignatureEventRead,
+    SignatureRequest,
+    SignerRead,
+    SignerSpec,
+    SignerStatus,
+)
+from pap.storage import ObjectNotFound, ObjectStore
+from services.documents.errors import DocumentIntegrityError, DocumentNotFound
+from services.documents.provider import provider_for
+from services.documents.rendering import page_count, render_document, sha256_hex
+from services.errors import InvalidInput
+from services.identity.permissions import Role
+from services.identity.tokens import Principal
+
+log = structlog.get_logger(__name__)
+
+SOURCE = "/pap/documents"
+DOCUMENT_GENERATED = "documents.document.generated"
+PDF = "application/pdf"
+
+
+def storage_key(deal_id: uuid.UUID, kind: DocumentKind, document_id: uuid.UUID, *, signed: bool = False) -> str:
+    suffix = "-signed" if signed else ""
+    return f"documents/{deal_id}/{kind.value}-{document_id}{suffix}.pdf"
+
+
+async def signers_of(session: AsyncSession, document_id: uuid.UUID) -> list[SignatureRequest]:
+    rows = await session.exec(
+        select(SignatureRequest)
+        .where(SignatureRequest.document_id == document_id)
+        .order_by(col(SignatureRequest.signing_order), col(SignatureRequest.created_at))
+    )
+    return list(rows.all())
+
+
+def signer_read(request: SignatureRequest) -> SignerRead:
+    return SignerRead(
+        user_id=request.user_id,
+        role=request.role,
+        status=SignerStatus(request.status),
+        name=request.name,
+        order=request.signing_order,
+        signed_at=request.signed_at,
+    )
+
+
+def summary(document: Document, signers: list[SignatureRequest]) -> DocumentSummary:
+    return DocumentSummary(
+        id=document.id,
+        kind=DocumentKind(document.kind),
+        sha256=document.sha256,
+        status=DocumentStatus(document.status),
+        signers=[signer_read(s) for s in signers],
+    )
+
+
+def document_read(document: Document, signers: list[SignatureRequest]) -> DocumentRead:
+    return DocumentRead(
+        **summary(document, signers).model_dump(),
+        deal_id=document.deal_id,
+        company_id=document.company_id,
+        storage_key=document.storage_key,
+        page_count=document.page_count,
+        signed_sha256=document.signed_sha256,
+        created_at=document.created_at,
+        completed_at=document.completed_at,
+    )
+
+
+async def _find(session: AsyncSession, deal_id: uuid.UUID, kind: DocumentKind) -> Document | None:
+    rows = await session.exec(select(Document).where(Document.deal_id == deal_id, Document.kind == kind.value))
+    return rows.first()
+
+
+async def generate_document(
+    session: AsyncSession,
+    store: ObjectStore,
+    *,
+    deal_id: uuid.UUID,
+    kind: DocumentKind,
+    terms: DealTerms,
+    signers: list[SignerSpec],
+    provider: str = "builtin",
+) -> DocumentRead:
+    """Render, store and record one deal document and send it for signature; idempotent per (deal, kind)."""
+    if terms.deal_id != deal_id:
+        raise InvalidInput("The terms belong to another deal.", errors=[{"field": "terms.deal_id"}])
+    if len({s.user_id for s in signers}) != len(signers):
+        raise InvalidInput("A signer appears twice.", errors=[{"field": "signers"}])
+    # Serialise concurrent generations of the same (deal, kind): the second one finds the first.
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"documents:{deal_id}:{kind.value}"}
+    )
+    existing = await _find(session, deal_id, kind)
+    if existing is not None:
+        return document_read(existing, await signers_of(session, existing.id))
+
+    data = render_document(kind, terms)
+    document_id = uuid.uuid4()
+    key = storage_key(deal_id, kind, document_id)
+    await store.put(key, data, PDF)
+    document = Document(
+        id=document_id,
+        deal_id=deal_id,
+        company_id=terms.company_id,
+        kind=kind.value,
+        sha256=sha256_hex(data),
+        storage_key=key,
+        page_count=page_count(data),
+        provider=provider,
+    )
+    session.add(document)
+    await session.flush()
+    if signers:
+        document.envelope_ref = await provider_for(provider).create_envelope(session, document, signers)
+        document.status = DocumentStatus.AWAITING_SIGNATURES
+        session.add(document)
+        await session.flush()
+    await record_event(
+        session,
+        topic=topics.DOCUMENTS,
+        key=str(deal_id),
+        type=DOCUMENT_GENERATED,
+        source=SOURCE,
+        subject=str(document.id),
+        data={
+            "document_id": str(document.id),
+            "deal_id": str(deal_id),
+            "kind": kind.value,
+            "sha256": document.sha256,
+            "status": document.status,
+            "signers": [{"user_id": str(s.user_id), "role": s.role, "order": s.order} for s in signers],
+        },
+    )
+    return document_read(document, await signers_of(session, document.id))
+
+
+async def load_document(session: AsyncSession, document_id: uuid.UUID, *, for_update: bool = False) -> Document:
+    document = await session.get(Document, document_id, with_for_update=for_update)
+    if document is None:
+        raise DocumentNotFound(f"document {document_id} does not exist")
+    return document
+
+
+def may_view(principal: Principal, document: Document, signers: list[SignatureRequest]) -> bool:
+    """Signers, deal managers and compliance (with MFA), and the issuer of the deal's company."""
+    if any(s.user_id == principal.user_id for s in signers):
+        return True
+    if principal.has_role(Role.DEAL_MANAGER, Role.COMPLIANCE) and principal.mfa:
+        return True
+    return (
+        principal.has_role(Role.ISSUER)
+        and principal.company_id is not None
+        and principal.company_id == document.company_id
+    )
+
+
+async def get_document(session: AsyncSession, principal: Principal, document_id: uuid.UUID) -> DocumentRead:
+    document = await load_document(session, document_id)
+    signers = await signers_of(session, document.id)
+    if not may_view(principal, document, signers):
+        raise DocumentNotFound(f"document {document_id} does not exist")
+    return document_read(document, signers)
+
+
+async def read_verified(store: ObjectStore, key: str, expected_sha256: str, document_id: uuid.UUID) -> bytes:
+    """The stored bytes, refused when they no longer hash to what was recorded."""
+    try:
+        data = await store.get(key)
+    except ObjectNotFound:
+        log.error("document object missing", document_id=str(document_id), key=key)
+        raise DocumentIntegrityError(f"The stored file of document {document_id} is missing.") from None
+    actual = sha256_hex(data)
+    if actual != expected_sha256:
+        log.error(
+            "document integrity check failed",
+            document_id=str(document_id),
+            key=key,
+            expected=expected_sha256,
+            actual=actual,
+        )
+        raise DocumentIntegrityError(f"The stored file of document {document_id} does not match its SHA-256.")
+    return data
+
+
+async def read_content(
+    session: AsyncSession,
+    store: ObjectStore,
+    principal: Principal,
+    document_id: uuid.UUID,
+    version: Literal["original", "signed"] = "original",
+) -> bytes:
+    """The PDF for a participant; everybody else learns nothing (404)."""
+    document = await load_document(session, document_id)
+    signers = await signers_of(session, document.id)
+    if not may_view(principal, document, signers):
+        raise DocumentNotFound(f"document {document_id} does not exist")
+    return await document_bytes(store, document, version)
+
+
+async def document_bytes(store: ObjectStore, document: Document, version: Literal["original", "signed"]) -> bytes:
+    if version == "signed":
+        if document.signed_storage_key is None or document.signed_sha256 is None:
+            raise DocumentNotFound(f"document {document.id} has no signed version yet")
+        return await read_verified(store, document.signed_storage_key, document.signed_sha256, document.id)
+    return await read_verified(store, document.storage_key, document.sha256, document.id)
+
+
+async def list_deal_documents(session: AsyncSession, deal_id: uuid.UUID) -> list[DocumentSummary]:
+    """The documents of a deal in the contract shape; the caller (deals router) checks who may see the deal."""
+    rows = await session.exec(
+        select(Document).where(Document.deal_id == deal_id).order_by(col(Document.created_at), col(Document.kind))
+    )
+    documents = list(rows.all())
+    return [summary(d, await signers_of(session, d.id)) for d in documents]
+
+
+async def signature_events(session: AsyncSession, document_id: uuid.UUID) -> list[SignatureEventRead]:
+    """The audit trail of a document, oldest first."""
+    rows = await session.exec(
+        select(SignatureEvent).where(SignatureEvent.document_id == document_id).order_by(col(SignatureEvent.at))
+    )
+    return [
+        SignatureEventRead(
+            kind=SignatureEventKind(e.kind),
+            actor_id=e.actor_id,
+            ip=e.ip,
+            user_agent=e.user_agent,
+            document_sha256=e.document_sha256,
+            at=e.at,
+            detail=e.detail,
+        )
+        for e in rows.all()
+    ]

@@ -1,0 +1,68 @@
+"""Payments context: double-entry ledger, escrow per deal, provider payments and the trial balance."""
+
+from services.payments.escrow import (
+    EscrowMismatch,
+    PaymentMismatch,
+    PaymentNotFound,
+    create_funding_instructions,
+    deal_payments,
+    escrow_account,
+    escrow_balance,
+    get_payment,
+    open_escrows,
+    record_provider_payment,
+    refund_escrow,
+    release_escrow_to_seller,
+    user_cash,
+)
+from services.payments.ledger import (
+    Balance,
+    CurrencyMismatch,
+    EntryNotPending,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidLeg,
+    balance,
+    expire_pending_holds,
+    hold,
+    post_pending,
+    transfer,
+    void_pending,
+)
+from services.payments.provider import InvalidSignature, PaymentProvider, sign, verify_webhook
+from services.payments.sandbox import SandboxProvider
+from services.payments.trial_balance import trial_balance
+
+__all__ = [
+    "Balance",
+    "CurrencyMismatch",
+    "EntryNotPending",
+    "EscrowMismatch",
+    "IdempotencyConflict",
+    "InsufficientFunds",
+    "InvalidLeg",
+    "InvalidSignature",
+    "PaymentMismatch",
+    "PaymentNotFound",
+    "PaymentProvider",
+    "SandboxProvider",
+    "balance",
+    "create_funding_instructions",
+    "deal_payments",
+    "escrow_account",
+    "escrow_balance",
+    "expire_pending_holds",
+    "get_payment",
+    "hold",
+    "open_escrows",
+    "post_pending",
+    "record_provider_payment",
+    "refund_escrow",
+    "release_escrow_to_seller",
+    "sign",
+    "transfer",
+    "trial_balance",
+    "user_cash",
+    "verify_webhook",
+    "void_pending",
+]

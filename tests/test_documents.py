@@ -1,0 +1,361 @@
+"""Deal documents end to end: generation, participant-only content, signing order, links, decline, PAdES sealing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from io import BytesIO
+from typing import Any
+
+import httpx
+import pytest
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.validation import async_validate_pdf_signature
+from pyhanko_certvalidator import ValidationContext
+from sqlmodel import col, select
+
+from models.base import Money
+from models.documents import DealTerms, DocumentKind, DocumentRead, Party, RequestContext, SignerSpec
+from models.platform import OutboxEvent
+from pap.db import SessionFactory, transaction
+from pap.settings import Settings
+from pap.storage import LocalObjectStore
+from services import documents
+from services.documents.pades import load_signing_key
+from services.documents.rendering import render_document, sha256_hex
+from services.identity.permissions import Role
+
+TokenFor = Callable[..., dict[str, str]]
+
+
+@dataclass
+class Deal:
+    terms: DealTerms
+    seller: SignerSpec
+    buyer: SignerSpec
+
+
+def make_deal() -> Deal:
+    seller_id, buyer_id = uuid.uuid4(), uuid.uuid4()
+    seller_name, buyer_name = f"Sally Seller {seller_id.hex[:6]}", f"Bob Buyer {buyer_id.hex[:6]}"
+    terms = DealTerms(
+        deal_id=uuid.uuid4(),
+        company_id=uuid.uuid4(),
+        company_name="Acme",
+        company_legal_name="Acme Robotics, Inc.",
+        security_class="Series B Preferred",
+        seller=Party(id=seller_id, name=seller_name),
+        buyer=Party(id=buyer_id, name=buyer_name),
+        quantity=1_000,
+        price_per_share=Money(amount=Decimal("12.50")),
+        total=Money(amount=Decimal("12500.00")),
+        transfer_fee=Money(amount=Decimal("250.00")),
+        rofr_days=30,
+        date=dt.date(2026, 11, 27),
+    )
+    return Deal(
+        terms=terms,
+        seller=SignerSpec(user_id=seller_id, role="seller", name=seller_name, email="s@example.com", order=1),
+        buyer=SignerSpec(user_id=buyer_id, role="buyer", name=buyer_name, email="b@example.com", order=2),
+    )
+
+
+@pytest.fixture
+def store(settings: Settings) -> LocalObjectStore:
+    """The same folder the API process reads objects from."""
+    return LocalObjectStore(settings.state_dir / "objects")
+
+
+async def generate(
+    sessions: SessionFactory,
+    store: LocalObjectStore,
+    deal: Deal,
+    kind: DocumentKind = DocumentKind.STOCK_TRANSFER_AGREEMENT,
+) -> DocumentRead:
+    async with transaction(sessions) as session:
+        return await documents.generate_document(
+            session,
+            store,
+            deal_id=deal.terms.deal_id,
+            kind=kind,
+            terms=deal.terms,
+            signers=[deal.seller, deal.buyer],
+        )
+
+
+def sign_body(name: str, consent: Any = True) -> dict[str, Any]:
+    return {"signature_name": name, "consent": consent}
+
+
+def problem_type(response: httpx.Response) -> str:
+    return str(response.json()["type"]).rsplit("/", 1)[-1]
+
+
+async def test_generation_is_deterministic_and_idempotent_per_deal_and_kind(
+    sessions: SessionFactory, store: LocalObjectStore
+) -> None:
+    deal = make_deal()
+    assert sha256_hex(render_document(DocumentKind.JOINDER, deal.terms)) == sha256_hex(
+        render_document(DocumentKind.JOINDER, deal.terms)
+    )
+    first = await generate(sessions, store, deal)
+    again = await generate(sessions, store, deal)
+    assert again.id == first.id
+    assert again.sha256 == first.sha256
+    assert first.storage_key == f"documents/{deal.terms.deal_id}/stock_transfer_agreement-{first.id}.pdf"
+    assert sha256_hex(await store.get(first.storage_key)) == first.sha256
+    assert first.sha256 == sha256_hex(render_document(DocumentKind.STOCK_TRANSFER_AGREEMENT, deal.terms))
+    assert first.status == "awaiting_signatures"
+    assert [(s.user_id, s.role, s.status) for s in first.signers] == [
+        (deal.seller.user_id, "seller", "pending"),
+        (deal.buyer.user_id, "buyer", "pending"),
+    ]
+
+    async with transaction(sessions) as session:
+        listed = await documents.list_deal_documents(session, deal.terms.deal_id)
+        generated = (
+            await session.exec(
+                select(OutboxEvent).where(
+                    OutboxEvent.type == "documents.document.generated", col(OutboxEvent.subject) == str(first.id)
+                )
+            )
+        ).all()
+    assert [d.id for d in listed] == [first.id]
+    assert listed[0].model_dump(mode="json").keys() == {"id", "kind", "sha256", "status", "signers"}
+    assert len(generated) == 1
+    assert generated[0].topic == "pap.documents"
+
+
+async def test_content_is_served_to_participants_only(
+    api: httpx.AsyncClient, sessions: SessionFactory, store: LocalObjectStore, token_for: TokenFor
+) -> None:
+    deal = make_deal()
+    doc = await generate(sessions, store, deal)
+    url = f"/v1/documents/{doc.id}/content"
+
+    as_signer = await api.get(url, headers=token_for(deal.buyer.user_id, Role.INVESTOR))
+    assert as_signer.status_code == 200
+    assert as_signer.headers["content-type"] == "application/pdf"
+    assert as_signer.content.startswith(b"%PDF")
+    assert sha256_hex(as_signer.content) == doc.sha256
+
+    stranger = await api.get(url, headers=token_for(uuid.uuid4(), Role.INVESTOR))
+    assert stranger.status_code == 404
+    other_issuer = await api.get(url, headers=token_for(uuid.uuid4(), Role.ISSUER, company_id=uuid.uuid4()))
+    assert other_issuer.status_code == 404
+    issuer = await api.get(url, headers=token_for(uuid.uuid4(), Role.ISSUER, company_id=deal.terms.company_id))
+    assert issuer.status_code == 200
+    manager = await api.get(url, headers=token_for(uuid.uuid4(), Role.DEAL_MANAGER, mfa=True))
+    assert manager.status_code == 200
+    assert (await api.get(url)).status_code == 401
+
+
+async def test_tampered_stored_file_is_refused_as_an_integrity_conflict(
+    api: httpx.AsyncClient, sessions: SessionFactory, store: LocalObjectStore, token_for: TokenFor
+) -> None:
+    deal = make_deal()
+    doc = await generate(sessions, store, deal, DocumentKind.JOINDER)
+    await store.put(doc.storage_key, b"%PDF-1.4 forged", "application/pdf")
+    response = await api.get(f"/v1/documents/{doc.id}/content", headers=token_for(deal.seller.user_id, Role.INVESTOR))
+    assert response.status_code == 409
+    assert problem_type(response) == "document-integrity"
+
+
+async def test_second_signer_cannot_sign_before_the_first(
+    api: httpx.AsyncClient, sessions: SessionFactory, store: LocalObjectStore, token_for: TokenFor
+) -> None:
+    deal = make_deal()
+    doc = await generate(sessions, store, deal)
+    response = await api.post(
+        f"/v1/documents/{doc.id}/sign",
+        json=sign_body(deal.buyer.name),
+        headers=token_for(deal.buyer.user_id, Role.INVESTOR),
+    )
+    assert response.status_code == 409
+    assert problem_type(response) == "not-your-turn"
+
+    first = await api.post(
+        f"/v1/documents/{doc.id}/sign",
+        json=sign_body(deal.seller.name),
+        headers=token_for(deal.seller.user_id, Role.INVESTOR),
+    )
+    assert first.status_code == 200
+    statuses = {s["user_id"]: s["status"] for s in first.json()["signers"]}
+    assert statuses == {str(deal.seller.user_id): "signed", str(deal.buyer.user_id): "pending"}
+    assert first.json()["status"] == "awaiting_signatures"
+
+    outsider = await api.post(
+        f"/v1/documents/{doc.id}/sign", json=sign_body("Nobody"), headers=token_for(uuid.uuid4(), Role.INVESTOR)
+    )
+    assert outsider.status_code == 404
+
+
+async def test_signing_needs_literal_consent_and_a_signature_name(
+    api: httpx.AsyncClient, sessions: SessionFactory, store: LocalObjectStore, token_for: TokenFor
+) -> None:
+    deal = make_deal()
+    doc = await generate(sessions, store, deal)
+    headers = token_for(deal.seller.user_id, Role.INVESTOR)
+    no_consent = await api.post(
+        f"/v1/documents/{doc.id}/sign", json=sign_body(deal.seller.name, False), headers=headers
+    )
+    assert no_consent.status_code == 422
+    assert any(e["field"] == "consent" for e in no_consent.json()["errors"])
+    truthy = await api.post(f"/v1/documents/{doc.id}/sign", json=sign_body(deal.seller.name, "yes"), headers=headers)
+    assert truthy.status_code == 422
+    blank = await api.post(f"/v1/documents/{doc.id}/sign", json=sign_body("   "), headers=headers)
+    assert blank.status_code == 422
+    assert any(e["field"] == "signature_name" for e in blank.json()["errors"])
+
+
+async def test_signing_link_signs_once_without_a_bearer_token(
+    api: httpx.AsyncClient, sessions: SessionFactory, store: LocalObjectStore
+) -> None:
+    deal = make_deal()
+    doc = await generate(sessions, store, deal)
+    async with transaction(sessions) as session:
+        token = await documents.create_signing_link(session, doc.id, deal.seller.user_id)
+
+    view = await api.get(f"/v1/sign/{token}")
+    assert view.status_code == 200
+    assert view.json()["your_turn"] is True
+    assert view.json()["sha256"] == doc.sha256
+    content = await api.get(view.json()["content_url"])
+    assert content.content.startswith(b"%PDF")
+
+    signed = await api.post(f"/v1/sign/{token}", json=sign_body(deal.seller.name))
+    assert signed.status_code == 200
+    assert {s["user_id"]: s["status"] for s in signed.json()["signers"]}[str(deal.seller.user_id)] == "signed"
+
+    reused = await api.post(f"/v1/sign/{token}", json=sign_body(deal.seller.name))
+    assert reused.status_code == 410
+    assert problem_type(reused) == "signing-link-gone"
+    assert (await api.get(f"/v1/sign/{'x' * 43}")).status_code == 404
+
+
+async def test_expired_signing_link_is_refused(sessions: SessionFactory, store: LocalObjectStore) -> None:
+    deal = make_deal()
+    doc = await generate(sessions, store, deal)
+    async with transaction(sessions) as session:
+        token = await documents.create_signing_link(session, doc.id, deal.seller.user_id, ttl=dt.timedelta(seconds=-1))
+    async with transaction(sessions) as session:
+        with pytest.raises(documents.SigningLinkGone):
+            await documents.view_signing_link(session, token, RequestContext())
+
+
+async def test_decline_closes_the_envelope_as_declined(
+    api: httpx.AsyncClient, sessions: SessionFactory, store: LocalObjectStore, token_for: TokenFor
+) -> None:
+    deal = make_deal()
+    doc = await generate(sessions, store, deal)
+    response = await api.post(
+        f"/v1/documents/{doc.id}/decline",
+        json={"reason": "price changed"},
+        headers=token_for(deal.seller.user_id, Role.INVESTOR),
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "declined"
+    assert {s["user_id"]: s["status"] for s in body["signers"]} == {
+        str(deal.seller.user_id): "declined",
+        str(deal.buyer.user_id): "voided",
+    }
+    late = await api.post(
+        f"/v1/documents/{doc.id}/sign",
+        json=sign_body(deal.buyer.name),
+        headers=token_for(deal.buyer.user_id, Role.INVESTOR),
+    )
+    assert late.status_code == 409
+
+
+async def test_reminder_and_void_are_recorded_and_void_is_idempotent(
+    sessions: SessionFactory, store: LocalObjectStore
+) -> None:
+    deal = make_deal()
+    doc = await generate(sessions, store, deal)
+    async with transaction(sessions) as session:
+        reminded = await documents.send_reminder(session, doc.id)
+    assert reminded == [deal.seller.user_id]  # only the signer whose turn it is
+    async with transaction(sessions) as session:
+        voided = await documents.void_signature_requests(session, doc.id, "deal cancelled")
+    async with transaction(sessions) as session:
+        again = await documents.void_signature_requests(session, doc.id, "deal cancelled")
+        trail = await documents.signature_events(session, doc.id)
+        nothing_due = await documents.send_reminder(session, doc.id)
+    assert voided.status == again.status == "voided"
+    assert {s.status for s in again.signers} == {"voided"}
+    assert [str(e.kind) for e in trail].count("voided") == 1
+    assert [str(e.kind) for e in trail].count("reminded") == 1
+    assert nothing_due == []
+
+
+async def test_fully_signed_document_is_sealed_with_a_certificate_page_and_a_valid_pades_signature(
+    api: httpx.AsyncClient,
+    sessions: SessionFactory,
+    store: LocalObjectStore,
+    token_for: TokenFor,
+    settings: Settings,
+) -> None:
+    deal = make_deal()
+    doc = await generate(sessions, store, deal)
+    for signer in (deal.seller, deal.buyer):
+        response = await api.post(
+            f"/v1/documents/{doc.id}/sign",
+            json=sign_body(signer.name.upper()),
+            headers={**token_for(signer.user_id, Role.INVESTOR), "User-Agent": f"pap-test/{signer.role}"},
+        )
+        assert response.status_code == 200, response.text
+    assert response.json()["status"] == "signed"
+
+    meta = await api.get(f"/v1/documents/{doc.id}", headers=token_for(deal.buyer.user_id, Role.INVESTOR))
+    assert meta.json()["status"] == "signed"
+    signed = await api.get(
+        f"/v1/documents/{doc.id}/content",
+        params={"version": "signed"},
+        headers=token_for(deal.seller.user_id, Role.INVESTOR),
+    )
+    assert signed.status_code == 200
+    assert sha256_hex(signed.content) == meta.json()["signed_sha256"]
+    original = await store.get(doc.storage_key)
+    assert signed.content.startswith(original)  # the certificate and seal are incremental updates
+
+    def pages(data: bytes) -> int:
+        return int(PdfFileReader(BytesIO(data)).root["/Pages"]["/Count"])
+
+    assert pages(signed.content) == pages(original) + 1
+    reader = PdfFileReader(BytesIO(signed.content))
+    assert len(reader.embedded_signatures) == 1
+    platform_cert = load_signing_key(settings.state_dir / "keys").certificate
+    status = await async_validate_pdf_signature(
+        reader.embedded_signatures[0], ValidationContext(trust_roots=[platform_cert])
+    )
+    assert status.intact
+    assert status.valid
+    assert status.trusted
+
+    trail = (
+        await api.get(f"/v1/documents/{doc.id}/events", headers=token_for(deal.seller.user_id, Role.INVESTOR))
+    ).json()
+    signatures = [e for e in trail if e["kind"] == "signed"]
+    assert [e["actor_id"] for e in signatures] == [str(deal.seller.user_id), str(deal.buyer.user_id)]
+    for event, signer in zip(signatures, (deal.seller, deal.buyer), strict=True):
+        assert event["ip"] == "127.0.0.1"
+        assert event["user_agent"] == f"pap-test/{signer.role}"
+        assert event["document_sha256"] == doc.sha256
+        assert event["detail"]["name_matches"] is True
+    assert [e["kind"] for e in trail].count("sent") == 2
+
+    async with transaction(sessions) as session:
+        sealed = (
+            await session.exec(
+                select(OutboxEvent).where(
+                    OutboxEvent.type == "documents.document.signed", col(OutboxEvent.subject) == str(doc.id)
+                )
+            )
+        ).all()
+    assert len(sealed) == 1
+    assert sealed[0].data["deal_id"] == str(deal.terms.deal_id)
+    assert sealed[0].data["kind"] == "stock_transfer_agreement"
