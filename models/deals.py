@@ -48,7 +48,7 @@ class FrozenTransferPolicy(BaseModel):
     """The company's transfer policy as it was when the deal started; later policy changes never reach it."""
 
     rofr_days: int = Field(default=30, ge=0, le=365)
-    issuer_approval_required: bool = True
+    issuer_approval_required: bool = False
     rofr_lapse_is_waiver: bool = True
     rofr_exercise_substitutes_buyer: bool = True
     transfer_fee_bps: int = Field(default=0, ge=0, le=10_000)

@@ -227,7 +227,6 @@ class DealExecutionWorkflow:
         await self._activity(DealActivities.void_signatures, ref)
         await self._activity(DealActivities.refund_escrow, ref)
         await self._activity(DealActivities.release_shares, ref)
-        await self._activity(DealActivities.reopen_orders, ref)
         await self._advance(DealStage.CANCELLED, cancelled.actor, cancelled.reason, next_actor=None)
 
     # -- waiting --------------------------------------------------------------------

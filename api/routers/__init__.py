@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from api.routers import companies, diagnostics, documents, health, holdings, payments, reconciliation
+from api.routers import companies, deals, diagnostics, documents, health, holdings, payments, reconciliation
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -10,6 +10,7 @@ ROUTERS: list[APIRouter] = [
     companies.router,
     holdings.router,
     documents.router,
+    deals.router,
     payments.router,
     payments.sandbox_router,
     reconciliation.router,

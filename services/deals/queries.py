@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlmodel import col, or_, select
+from sqlmodel import and_, col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.deals import Deal, DealTimelineEntry
@@ -47,7 +47,7 @@ async def list_deals(
     stage: str | None = None,
     order_id: uuid.UUID | None = None,
     limit: int = 50,
-    before: datetime | None = None,
+    after: tuple[datetime, uuid.UUID] | None = None,
 ) -> list[Deal]:
     """Deals visible to the caller, newest first."""
     query = select(Deal).order_by(col(Deal.created_at).desc(), col(Deal.id).desc()).limit(limit)
@@ -64,8 +64,11 @@ async def list_deals(
         query = query.where(col(Deal.stage) == stage)
     if order_id:
         query = query.where(or_(col(Deal.buy_order_id) == order_id, col(Deal.sell_order_id) == order_id))
-    if before:
-        query = query.where(col(Deal.created_at) < before)
+    if after:
+        created_at, deal_id = after
+        query = query.where(
+            or_(col(Deal.created_at) < created_at, and_(col(Deal.created_at) == created_at, col(Deal.id) < deal_id))
+        )
     return list((await session.exec(query)).all())
 
 

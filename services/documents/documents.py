@@ -91,7 +91,14 @@ def document_read(document: Document, signers: list[SignatureRequest]) -> Docume
 
 
 async def _find(session: AsyncSession, deal_id: uuid.UUID, kind: DocumentKind) -> Document | None:
-    rows = await session.exec(select(Document).where(Document.deal_id == deal_id, Document.kind == kind.value))
+    """The deal's live document of this kind; a voided one (e.g. for a buyer who defaulted) is replaced."""
+    rows = await session.exec(
+        select(Document).where(
+            Document.deal_id == deal_id,
+            Document.kind == kind.value,
+            Document.status != DocumentStatus.VOIDED.value,
+        )
+    )
     return rows.first()
 
 

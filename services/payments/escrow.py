@@ -268,7 +268,16 @@ async def record_provider_payment(
     )
     if update.newly_funded and update.funded:
         escrow = await escrow_balance(session, payment.deal_id)
-        await _emit(session, payment.deal_id, ESCROW_FUNDED, {"amount": escrow.model_dump(mode="json")})
+        await _emit(
+            session,
+            payment.deal_id,
+            ESCROW_FUNDED,
+            {
+                "amount": escrow.model_dump(mode="json"),
+                "payment_id": str(payment.id),
+                "payer_id": str(payment.payer_id),
+            },
+        )
     return update
 
 
@@ -277,7 +286,9 @@ async def _update(
 ) -> PaymentUpdate:
     """The deal counts as funded when every payment of it is funded."""
     payments = await _deal_payments(session, payment.deal_id, lock=False)
-    funded = bool(payments) and all(p.status == PaymentStatus.FUNDED for p in payments)
+    # A refunded payment is closed (deal cancelled, or its payer defaulted and was replaced).
+    active = [p for p in payments if p.status != PaymentStatus.REFUNDED]
+    funded = bool(active) and all(p.status == PaymentStatus.FUNDED for p in active)
     return PaymentUpdate(
         payment_id=payment.id,
         deal_id=payment.deal_id,

@@ -1,0 +1,272 @@
+"""Activities of DealExecution: each calls one context's service in its own transaction, idempotently.
+
+A retried or replayed activity finds its earlier effect (by deal id, reference or
+event key) and does nothing twice: no second payment, no second transfer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+from temporalio import activity
+
+from events import topics
+from events.outbox import record_event
+from models.base import Money
+from models.deals import (
+    PLATFORM_FEE_BPS,
+    BackupBuyer,
+    CheckResult,
+    Deal,
+    DealRef,
+    DocumentsRequest,
+    FrozenTransferPolicy,
+    FundingRequest,
+    GeneratedDocuments,
+    ParticipantsCheck,
+    SettleRequest,
+    StageChange,
+)
+from models.documents import DealTerms, DocumentKind, DocumentStatus, Party, SignerSpec
+from pap.db import SessionFactory, transaction
+from pap.storage import ObjectStore
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services import companies, deals, documents, holdings, marketplace, payments, profiles
+from services.admin.audit import record_audit
+from services.identity.users import get_user
+
+SOURCE = "/pap/deals"
+
+
+def _total(deal: Deal) -> Money:
+    return Money(amount=deal.price_amount * deal.quantity, currency=deal.currency)
+
+
+class DealActivities:
+    def __init__(self, sessions: SessionFactory, store: ObjectStore) -> None:
+        self.sessions = sessions
+        self.store = store
+
+    @activity.defn(name="deals.record_stage")
+    async def record_stage(self, change: StageChange) -> bool:
+        async with transaction(self.sessions) as session:
+            recorded = await deals.record_stage(session, change)
+            if recorded:
+                await record_audit(
+                    session,
+                    actor_id=None,
+                    action=f"deal.{change.stage.value}",
+                    entity_type="deal",
+                    entity_id=str(change.deal_id),
+                    data={"actor": change.actor, "detail": change.detail, "event_key": change.event_key},
+                )
+            return recorded
+
+    @activity.defn(name="deals.confirm_participants")
+    async def confirm_participants(self, check: ParticipantsCheck) -> CheckResult:
+        reasons: list[str] = []
+        async with transaction(self.sessions) as session:
+            eligibility = await profiles.buyer_eligibility(session, check.buyer_id)
+            if not eligibility.eligible:
+                reasons += [f"buyer: {r}" for r in eligibility.reasons] or ["buyer is not eligible"]
+            try:
+                reservation = await holdings.get_reservation(session, check.reservation_reference)
+            except holdings.ReservationNotFound:
+                reservation = None
+            if reservation is None or reservation.outstanding_quantity < check.quantity:
+                reasons.append("seller: the shares are not reserved for this deal")
+        return CheckResult(ok=not reasons, reasons=reasons)
+
+    @activity.defn(name="deals.generate_documents")
+    async def generate_documents(self, request: DocumentsRequest) -> GeneratedDocuments:
+        """Render and send the requested documents; returns those that wait for signatures."""
+        async with transaction(self.sessions) as session:
+            deal = await deals.get_deal(session, request.deal_id)
+            terms, seller, buyer = await self._terms(session, deal, request.buyer_id)
+            awaiting: list[uuid.UUID] = []
+            for kind in request.kinds:
+                signers = _signers_for(DocumentKind(kind), seller, buyer, deal.company_id)
+                document = await documents.generate_document(
+                    session, self.store, deal_id=deal.id, kind=DocumentKind(kind), terms=terms, signers=signers
+                )
+                if signers and document.status != DocumentStatus.SIGNED:
+                    awaiting.append(document.id)
+            return GeneratedDocuments(document_ids=awaiting)
+
+    async def _terms(
+        self, session: AsyncSession, deal: Deal, buyer_id: uuid.UUID
+    ) -> tuple[DealTerms, SignerSpec, SignerSpec | None]:
+        company = await companies.get_company(session, deal.company_id)
+        security = await companies.get_security(session, deal.security_id)
+        policy = FrozenTransferPolicy.model_validate(deal.policy)
+        seller_user = await get_user(session, deal.seller_id)
+        seller = SignerSpec(user_id=seller_user.id, role="seller", name=seller_user.full_name, email=seller_user.email)
+        if buyer_id == deal.company_id:
+            buyer_party, buyer = Party(id=deal.company_id, name=company.legal_name), None
+        else:
+            user = await get_user(session, buyer_id)
+            buyer_party = Party(id=user.id, name=user.full_name)
+            buyer = SignerSpec(user_id=user.id, role="buyer", name=user.full_name, email=user.email, order=2)
+        total = _total(deal)
+        fee = Money(
+            amount=(total.amount * policy.transfer_fee_bps / 10_000).quantize(total.amount), currency=deal.currency
+        )
+        terms = DealTerms(
+            deal_id=deal.id,
+            company_id=deal.company_id,
+            company_name=company.name,
+            company_legal_name=company.legal_name,
+            security_class=security.class_name,
+            seller=Party(id=seller_user.id, name=seller_user.full_name),
+            buyer=buyer_party,
+            quantity=deal.quantity,
+            price_per_share=Money(amount=deal.price_amount, currency=deal.currency),
+            total=total,
+            transfer_fee=fee,
+            rofr_days=policy.rofr_days,
+            issuer_approval_required=policy.issuer_approval_required,
+            date=deal.created_at.date() if deal.created_at else date.today(),
+        )
+        return terms, seller, buyer
+
+    @activity.defn(name="deals.send_reminders")
+    async def send_reminders(self, ref: DealRef) -> int:
+        reminded = 0
+        async with transaction(self.sessions) as session:
+            for document in await documents.list_deal_documents(session, ref.deal_id):
+                if document.status == DocumentStatus.AWAITING_SIGNATURES:
+                    reminded += len(await documents.send_reminder(session, document.id))
+        return reminded
+
+    @activity.defn(name="deals.void_signatures")
+    async def void_signatures(self, ref: DealRef) -> int:
+        voided = 0
+        async with transaction(self.sessions) as session:
+            for document in await documents.list_deal_documents(session, ref.deal_id):
+                if document.status in (DocumentStatus.AWAITING_SIGNATURES, DocumentStatus.GENERATED):
+                    await documents.void_signature_requests(session, document.id, ref.reason or "deal cancelled")
+                    voided += 1
+        return voided
+
+    @activity.defn(name="deals.create_funding")
+    async def create_funding(self, request: FundingRequest) -> str:
+        async with transaction(self.sessions) as session:
+            deal = await deals.get_deal(session, request.deal_id)
+            instructions = await payments.create_funding_instructions(
+                session,
+                deal_id=deal.id,
+                buyer_id=request.payer_id,
+                amount=_total(deal),
+                reference=f"PAP-{str(deal.id)[:8].upper()}",
+            )
+            return str(instructions.payment_id)
+
+    @activity.defn(name="deals.find_backup_buyer")
+    async def find_backup_buyer(self, ref: DealRef) -> BackupBuyer | None:
+        """The next best resting bid at the deal's price or better, taken for this deal (idempotent per deal)."""
+        excluded = {uuid.UUID(u) for u in ref.reason.split(",") if u}
+        async with transaction(self.sessions) as session:
+            deal = await deals.get_deal(session, ref.deal_id)
+            candidate = await marketplace.best_resting_bid(
+                session,
+                security_id=deal.security_id,
+                min_price=Money(amount=deal.price_amount, currency=deal.currency),
+                quantity=deal.quantity,
+                exclude_user_ids=excluded | {deal.seller_id, deal.buyer_id},
+            )
+            if candidate is None:
+                return None
+            await marketplace.take_backup_bid(
+                session, order_id=candidate.order_id, deal_id=deal.id, quantity=deal.quantity
+            )
+            await self._void_buyer_documents(session, deal.id)
+            await payments.refund_escrow(session, deal_id=deal.id, reason="the buyer missed the funding deadline")
+            return BackupBuyer(buyer_id=candidate.user_id, order_id=candidate.order_id)
+
+    async def _void_buyer_documents(self, session: AsyncSession, deal_id: uuid.UUID) -> None:
+        for document in await documents.list_deal_documents(session, deal_id):
+            if document.kind != DocumentKind.STOCK_TRANSFER_NOTICE and document.status != DocumentStatus.VOIDED:
+                await documents.void_signature_requests(session, document.id, "replaced for a backup buyer")
+
+    @activity.defn(name="deals.release_escrow")
+    async def release_escrow(self, request: SettleRequest) -> str:
+        async with transaction(self.sessions) as session:
+            deal = await deals.get_deal(session, request.deal_id)
+            policy = FrozenTransferPolicy.model_validate(deal.policy)
+            result = await payments.release_escrow_to_seller(
+                session,
+                deal_id=deal.id,
+                seller_id=deal.seller_id,
+                gross=_total(deal),
+                platform_fee_bps=PLATFORM_FEE_BPS,
+                company_id=deal.company_id,
+                company_fee_bps=policy.transfer_fee_bps,
+            )
+            return str(result.entry_id)
+
+    @activity.defn(name="deals.transfer_shares")
+    async def transfer_shares(self, request: SettleRequest) -> str:
+        async with transaction(self.sessions) as session:
+            deal = await deals.get_deal(session, request.deal_id)
+            transfer = await holdings.consume_reservation_and_transfer(
+                session,
+                reference=deal.reservation_reference,
+                buyer_id=request.buyer_id,
+                quantity=deal.quantity,
+                price=Money(amount=deal.price_amount, currency=deal.currency),
+                deal_id=deal.id,
+            )
+            return str(transfer.id)
+
+    @activity.defn(name="deals.complete_orders")
+    async def complete_orders(self, request: SettleRequest) -> None:
+        async with transaction(self.sessions) as session:
+            deal = await deals.get_deal(session, request.deal_id)
+            if deal.source == "matched":
+                await marketplace.on_deal_closed(session, deal_id=deal.id)
+
+    @activity.defn(name="deals.refund_escrow")
+    async def refund_escrow(self, ref: DealRef) -> str:
+        async with transaction(self.sessions) as session:
+            result = await payments.refund_escrow(session, deal_id=ref.deal_id, reason=ref.reason)
+            return format(result.refunded.amount, "f")
+
+    @activity.defn(name="deals.release_shares")
+    async def release_shares(self, ref: DealRef) -> None:
+        """A brokered deal's own reservation is released; a matched deal's shares go back to its sell order."""
+        async with transaction(self.sessions) as session:
+            deal = await deals.get_deal(session, ref.deal_id)
+            if deal.source == "matched":
+                await marketplace.on_deal_cancelled(session, deal_id=deal.id, reason=ref.reason)
+            else:
+                await holdings.release_reservation(session, deal.reservation_reference)
+
+    @activity.defn(name="deals.notify_buyer_replaced")
+    async def notify_buyer_replaced(self, ref: DealRef) -> None:
+        async with transaction(self.sessions) as session:
+            deal = await deals.get_deal(session, ref.deal_id)
+            await record_event(
+                session,
+                topic=topics.DEALS,
+                key=str(deal.id),
+                type="deals.buyer.replaced",
+                source=SOURCE,
+                subject=str(deal.id),
+                data={"deal_id": str(deal.id), "replaced_buyer_id": ref.reason, "buyer_id": str(deal.company_id)},
+            )
+
+
+def _signers_for(
+    kind: DocumentKind, seller: SignerSpec, buyer: SignerSpec | None, company_id: uuid.UUID
+) -> list[SignerSpec]:
+    """Who signs what: both sides sign the notice and the agreement (seller first); the buyer the joinder."""
+    if kind is DocumentKind.STOCK_TRANSFER_NOTICE:
+        both = [seller.model_copy(update={"order": 1})]
+        return both + ([buyer.model_copy(update={"order": 1})] if buyer else [])
+    if kind is DocumentKind.STOCK_TRANSFER_AGREEMENT:
+        return [seller.model_copy(update={"order": 1})] + ([buyer.model_copy(update={"order": 2})] if buyer else [])
+    if kind is DocumentKind.JOINDER:
+        return [buyer.model_copy(update={"order": 1})] if buyer else []
+    return []  # the issuer consent records the issuer's decision; it needs no signature of ours
