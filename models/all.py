@@ -1,5 +1,5 @@
 """Imports every table module so `SQLModel.metadata` is complete (for Alembic and tests)."""
 
-from models import diagnostics, platform
+from models import admin, diagnostics, identity, platform, profiles
 
-__all__ = ["diagnostics", "platform"]
+__all__ = ["admin", "diagnostics", "identity", "platform", "profiles"]

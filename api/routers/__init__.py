@@ -2,6 +2,13 @@
 
 from fastapi import APIRouter
 
-from api.routers import diagnostics, health
+from api.routers import admin, diagnostics, health, identity, profiles, sandbox
 
-ROUTERS: list[APIRouter] = [health.router, diagnostics.router]
+ROUTERS: list[APIRouter] = [
+    health.router,
+    diagnostics.router,
+    identity.router,
+    admin.router,
+    profiles.router,
+    sandbox.router,
+]
