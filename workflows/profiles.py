@@ -51,14 +51,18 @@ class KycWorkflow:
             retry_policy=_RETRY,
         )
         self.status = status
-        workflow.upsert_search_attributes([KYC_STATUS.value_set(status)])
+        self._index()
+
+    def _index(self) -> None:
+        if self.params.index_status:
+            workflow.upsert_search_attributes([KYC_STATUS.value_set(self.status)])
 
     @workflow.run
     async def run(self, params: KycWorkflowInput) -> str:
-        workflow.upsert_search_attributes([KYC_STATUS.value_set("pending")])
+        self._index()
         await workflow.execute_activity_method(
             ProfilesActivities.kyc_request_check,
-            KycCheckRequest(**params.model_dump(exclude={"provider_timeout_seconds"})),
+            KycCheckRequest(**params.model_dump(exclude={"provider_timeout_seconds", "index_status"})),
             start_to_close_timeout=_TIMEOUT,
             retry_policy=_RETRY,
         )
