@@ -1,4 +1,4 @@
-"""Profiles tables (investor profile, KYC checks, accreditations) and the types passed to API, services and workflows."""
+"""Profiles tables (profile, KYC checks, accreditations) and the types passed to API, services and workflows."""
 
 from __future__ import annotations
 

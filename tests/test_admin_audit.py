@@ -18,11 +18,17 @@ from tests.factories import register_and_login
 Headers = Callable[..., dict[str, str]]
 
 
-async def test_audit_entries_chain_and_verify(api: httpx.AsyncClient, token_for: Headers, sessions: SessionFactory) -> None:
+async def test_audit_entries_chain_and_verify(
+    api: httpx.AsyncClient, token_for: Headers, sessions: SessionFactory
+) -> None:
     entity = uuid.uuid4()
     async with transaction(sessions) as session:
-        first = await admin.record_audit(session, actor_id=None, action="test.one", entity_type="thing", entity_id=entity, data={"n": 1})
-        second = await admin.record_audit(session, actor_id=None, action="test.two", entity_type="thing", entity_id=entity, data={"n": 2.5})
+        first = await admin.record_audit(
+            session, actor_id=None, action="test.one", entity_type="thing", entity_id=entity, data={"n": 1}
+        )
+        second = await admin.record_audit(
+            session, actor_id=None, action="test.two", entity_type="thing", entity_id=entity, data={"n": 2.5}
+        )
     assert second.prev_hash == first.hash
     auditor = token_for(uuid.uuid4(), Role.ADMIN)
     verified = (await api.get("/v1/admin/audit/verify", headers=auditor)).json()
@@ -44,7 +50,14 @@ async def test_tampering_is_detected_at_the_altered_entry(
     api: httpx.AsyncClient, token_for: Headers, sessions: SessionFactory
 ) -> None:
     async with transaction(sessions) as session:
-        entry = await admin.record_audit(session, actor_id=None, action="test.tamper", entity_type="thing", entity_id=uuid.uuid4(), data={"amount": "10.00"})
+        entry = await admin.record_audit(
+            session,
+            actor_id=None,
+            action="test.tamper",
+            entity_type="thing",
+            entity_id=uuid.uuid4(),
+            data={"amount": "10.00"},
+        )
     auditor = token_for(uuid.uuid4(), Role.COMPLIANCE)
     alter = "UPDATE admin.audit_entry SET data = CAST(:data AS jsonb) WHERE seq = :seq"
     async with transaction(sessions) as session:

@@ -27,7 +27,11 @@ AUTHENTICATED = [
     ("GET", "/v1/me", None),
     ("GET", "/v1/profiles/me", None),
     ("PUT", "/v1/profiles/me", {"kind": "individual", "name": "A", "residence_country": "US"}),
-    ("POST", "/v1/profiles/me/kyc", {"legal_name": "A", "date_of_birth": "1980-01-01", "country": "US", "tax_id_last4": "1234"}),
+    (
+        "POST",
+        "/v1/profiles/me/kyc",
+        {"legal_name": "A", "date_of_birth": "1980-01-01", "country": "US", "tax_id_last4": "1234"},
+    ),
     ("GET", "/v1/profiles/me/kyc", None),
     ("POST", "/v1/profiles/me/accreditation", {"method": "income"}),
     ("GET", "/v1/profiles/me/accreditations", None),
@@ -63,12 +67,16 @@ def bad_tokens(keyring: KeyRing, tmp: Path) -> dict[str, dict[str, str]]:
     }
 
 
-async def test_every_endpoint_refuses_missing_or_bad_tokens(api: httpx.AsyncClient, keyring: KeyRing, tmp_path: Path) -> None:
+async def test_every_endpoint_refuses_missing_or_bad_tokens(
+    api: httpx.AsyncClient, keyring: KeyRing, tmp_path: Path
+) -> None:
     failures = []
     for name, headers in bad_tokens(keyring, tmp_path).items():
         for method, path, body in AUTHENTICATED:
             response = await api.request(method, path, json=body, headers=headers)
-            if response.status_code != 401 or not response.headers["content-type"].startswith("application/problem+json"):
+            if response.status_code != 401 or not response.headers["content-type"].startswith(
+                "application/problem+json"
+            ):
                 failures.append((name, method, path, response.status_code))
     assert failures == []
 
@@ -105,8 +113,16 @@ async def test_another_users_accreditation_is_hidden(api: httpx.AsyncClient) -> 
         ("POST", "/v1/auth/refresh", {}),
         ("POST", "/v1/auth/mfa/totp/verify", {"code": "abc"}),
         ("PUT", "/v1/profiles/me", {"kind": "robot", "name": "", "residence_country": "usa"}),
-        ("POST", "/v1/profiles/me/kyc", {"legal_name": "A", "date_of_birth": "yesterday", "country": "US", "tax_id_last4": "12"}),
-        ("POST", "/v1/profiles/me/kyc", {"legal_name": "A", "date_of_birth": "2999-01-01", "country": "US", "tax_id_last4": "1234"}),
+        (
+            "POST",
+            "/v1/profiles/me/kyc",
+            {"legal_name": "A", "date_of_birth": "yesterday", "country": "US", "tax_id_last4": "12"},
+        ),
+        (
+            "POST",
+            "/v1/profiles/me/kyc",
+            {"legal_name": "A", "date_of_birth": "2999-01-01", "country": "US", "tax_id_last4": "1234"},
+        ),
         ("POST", "/v1/profiles/me/accreditation", {"method": "vibes"}),
         ("POST", f"/v1/compliance/accreditations/{X}/decision", {"decision": "maybe"}),
         ("POST", f"/v1/admin/users/{X}/roles", {"roles": ["emperor"]}),

@@ -6,7 +6,6 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import pytest
@@ -57,7 +56,11 @@ async def test_profile_put_then_get_for_an_entity_with_kyb(api: httpx.AsyncClien
         "residence_country": "US",
         "contact_email": "ops@lovelace.example",
         "entity_type": "llc",
-        "kyb": {"registration_number": "DE-123", "jurisdiction": "US-DE", "beneficial_owners": [{"name": "Ada", "ownership_pct": 60}]},
+        "kyb": {
+            "registration_number": "DE-123",
+            "jurisdiction": "US-DE",
+            "beneficial_owners": [{"name": "Ada", "ownership_pct": 60}],
+        },
     }
     saved = await api.put("/v1/profiles/me", json=body, headers=user.headers)
     assert saved.status_code == 200
@@ -138,7 +141,9 @@ async def test_accreditation_review_by_compliance_and_a_second_decision_is_409(
     created = await api.post("/v1/profiles/me/accreditation", json={"method": "net_worth"}, headers=user.headers)
     assert created.status_code == 202 and created.json()["status"] == "pending_review"
     acc_id = created.json()["id"]
-    assert (await api.post("/v1/profiles/me/accreditation", json={"method": "income"}, headers=user.headers)).status_code == 409
+    assert (
+        await api.post("/v1/profiles/me/accreditation", json={"method": "income"}, headers=user.headers)
+    ).status_code == 409
     decided = await api.post(
         f"/v1/compliance/accreditations/{acc_id}/decision",
         json={"decision": "reject", "reason": "statement too old"},
@@ -156,7 +161,9 @@ async def test_accreditation_review_by_compliance_and_a_second_decision_is_409(
 
 async def test_investor_cannot_decide_accreditations(api: httpx.AsyncClient) -> None:
     user = await register_and_login(api)
-    acc_id = (await api.post("/v1/profiles/me/accreditation", json={"method": "income"}, headers=user.headers)).json()["id"]
+    acc_id = (await api.post("/v1/profiles/me/accreditation", json={"method": "income"}, headers=user.headers)).json()[
+        "id"
+    ]
     response = await api.post(
         f"/v1/compliance/accreditations/{acc_id}/decision",
         json={"decision": "approve", "reason": "self-service"},
@@ -185,7 +192,12 @@ async def _worker(env: WorkflowEnvironment, sessions: SessionFactory, settings: 
         env.client,
         task_queue=queue,
         workflows=[KycWorkflow, AccreditationWorkflow],
-        activities=[acts.kyc_request_check, acts.kyc_set_status, acts.accreditation_record_decision, acts.accreditation_expire],
+        activities=[
+            acts.kyc_request_check,
+            acts.kyc_set_status,
+            acts.accreditation_record_decision,
+            acts.accreditation_expire,
+        ],
     )
     return worker, queue
 
@@ -220,7 +232,9 @@ async def test_accreditation_expires_after_90_days_and_emits_an_event(
         assert not (await profiles.buyer_eligibility(session, user_id)).eligible
         events = (
             await session.exec(
-                select(OutboxEvent).where(OutboxEvent.type == "profiles.accreditation.expired", OutboxEvent.key == str(user_id))
+                select(OutboxEvent).where(
+                    OutboxEvent.type == "profiles.accreditation.expired", OutboxEvent.key == str(user_id)
+                )
             )
         ).all()
     assert len(events) == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import timedelta
 
@@ -70,7 +69,7 @@ class KycWorkflow:
             await workflow.wait_condition(
                 lambda: self.result is not None, timeout=timedelta(seconds=params.provider_timeout_seconds)
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._set(params, "manual_review", "The KYC provider did not answer in time.")
             await workflow.wait_condition(lambda: self.decision is not None or self.result is not None)
         if self.decision is not None:
