@@ -40,6 +40,8 @@ async def test_audit_entries_chain_and_verify(
 
 
 async def test_audit_table_refuses_update_and_delete(sessions: SessionFactory) -> None:
+    async with transaction(sessions) as session:
+        await admin.record_audit(session, actor_id=None, action="test.keep", entity_type="thing", entity_id=None)
     for statement in ("UPDATE admin.audit_entry SET action = 'x'", "DELETE FROM admin.audit_entry"):
         with pytest.raises(DBAPIError, match="append-only"):
             async with transaction(sessions) as session:
