@@ -1,5 +1,16 @@
 """Imports every table module so `SQLModel.metadata` is complete (for Alembic and tests)."""
 
-from models import companies, deals, diagnostics, documents, holdings, payments, platform
+from models import admin, companies, deals, diagnostics, documents, holdings, identity, payments, platform, profiles
 
-__all__ = ["companies", "deals", "diagnostics", "documents", "holdings", "payments", "platform"]
+__all__ = [
+    "admin",
+    "companies",
+    "deals",
+    "diagnostics",
+    "documents",
+    "holdings",
+    "identity",
+    "payments",
+    "platform",
+    "profiles",
+]

@@ -2,34 +2,33 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 from activities.deals import DealActivities
 from activities.diagnostics import DiagnosticsActivities
+from activities.profiles import ProfilesActivities
 from pap.resources import Resources
 from workflows.deals import DealExecutionWorkflow
 from workflows.diagnostics import EchoWorkflow
+from workflows.profiles import AccreditationWorkflow, KycWorkflow
 
-WORKFLOWS: list[type] = [EchoWorkflow, DealExecutionWorkflow]
+WORKFLOWS: list[type] = [EchoWorkflow, KycWorkflow, AccreditationWorkflow, DealExecutionWorkflow]
+
+
+def activity_methods(instance: object) -> list[Callable[..., Any]]:
+    """The bound `@activity.defn` methods of an activities object."""
+    return [
+        method
+        for _, method in inspect.getmembers(instance, inspect.ismethod)
+        if hasattr(method, "__temporal_activity_definition")
+    ]
 
 
 def build_activities(resources: Resources) -> list[Callable[..., Any]]:
-    diagnostics = DiagnosticsActivities(resources.sessions)
-    deals = DealActivities(resources.sessions, resources.store)
     return [
-        diagnostics.process_echo,
-        deals.record_stage,
-        deals.confirm_participants,
-        deals.generate_documents,
-        deals.send_reminders,
-        deals.void_signatures,
-        deals.create_funding,
-        deals.find_backup_buyer,
-        deals.release_escrow,
-        deals.transfer_shares,
-        deals.complete_orders,
-        deals.refund_escrow,
-        deals.release_shares,
-        deals.notify_buyer_replaced,
+        *activity_methods(DiagnosticsActivities(resources.sessions)),
+        *activity_methods(ProfilesActivities(resources.sessions, resources.settings)),
+        *activity_methods(DealActivities(resources.sessions, resources.store)),
     ]

@@ -2,16 +2,33 @@
 
 from fastapi import APIRouter
 
-from api.routers import companies, deals, diagnostics, documents, health, holdings, payments, reconciliation
+from api.routers import (
+    admin,
+    companies,
+    deals,
+    diagnostics,
+    documents,
+    health,
+    holdings,
+    identity,
+    payments,
+    profiles,
+    reconciliation,
+    sandbox,
+)
 
 ROUTERS: list[APIRouter] = [
     health.router,
     diagnostics.router,
+    identity.router,
+    admin.router,
+    profiles.router,
     companies.router,
     holdings.router,
     documents.router,
     deals.router,
     payments.router,
-    payments.sandbox_router,
     reconciliation.router,
+    sandbox.router,
+    payments.sandbox_router,
 ]

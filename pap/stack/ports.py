@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
 
 
@@ -27,11 +28,20 @@ def ensure_free(port: int, what: str, setting: str) -> None:
         )
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    """A free port below the kernel's ephemeral range, never the same twice in this process.
+
+    Ports from `bind(0)` come from the ephemeral range, where an outgoing connection
+    may grab them before the server that was promised one binds it.
+    """
+    while True:
+        port = secrets.choice(range(20_000, 32_000))
+        if port not in _handed_out and is_free(port):
+            _handed_out.add(port)
+            return port
 
 
 def is_listening(port: int, host: str = "127.0.0.1") -> bool:
