@@ -8,7 +8,7 @@ the worker.
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -186,7 +186,8 @@ class DealWorkflowInput(BaseModel):
     buy_order_id: uuid.UUID | None = None
     sell_order_id: uuid.UUID | None = None
     deadlines: DealDeadlines = Field(default_factory=DealDeadlines)
-    trade_date: date | None = None
+    index_search_attributes: bool = True
+    """Off only under the time-skipping test server, which cannot register custom search attributes."""
 
 
 class IssuerDecisionInput(BaseModel):

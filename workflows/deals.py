@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
@@ -373,6 +374,18 @@ class DealExecutionWorkflow:
         self.stage = stage
         self._set_next(next_actor, deadline_days)
         total = self.params.price.amount * self.params.quantity
+        if self.params.index_search_attributes:
+            self._index(stage, total)
+        workflow.upsert_memo(
+            {
+                "summary": f"{self.params.quantity} shares at {self.params.price.amount} {self.params.price.currency}"
+                f" ({total:,.2f} {self.params.price.currency}); {stage.value}: {detail}"
+            }
+        )
+        await self._record(actor, detail)
+
+    def _index(self, stage: DealStage, total: Decimal) -> None:
+        """Search attributes for ops in the Web UI (e.g. `DealStage = "awaiting_funding"`)."""
         workflow.upsert_search_attributes(
             [
                 sa.DEAL_STAGE.value_set(stage.value),
@@ -383,13 +396,6 @@ class DealExecutionWorkflow:
                 sa.SELLER_ID.value_set(str(self.params.seller_id)),
             ]
         )
-        workflow.upsert_memo(
-            {
-                "summary": f"{self.params.quantity} shares at {self.params.price.amount} {self.params.price.currency}"
-                f" ({total:,.2f} {self.params.price.currency}); {stage.value}: {detail}"
-            }
-        )
-        await self._record(actor, detail)
 
     async def _record(self, actor: str, detail: str) -> None:
         await self._activity(

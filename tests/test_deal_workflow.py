@@ -1,0 +1,364 @@
+"""DealExecution on the time-skipping server, with the real activities against the real database.
+
+Signals stand in for the humans and providers (the end-to-end test drives the real
+signing and payment paths); each branch checks the compensations left nothing behind.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
+
+import httpx
+import pytest
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.deals import DealActivities
+from models.base import Money
+from models.deals import (
+    CancelInput,
+    DealStage,
+    DealState,
+    DealWorkflowInput,
+    HoldInput,
+    IssuerDecision,
+    IssuerDecisionInput,
+    SettlementConfirmation,
+)
+from models.documents import DocumentDeclined, DocumentKind, DocumentSigned
+from models.payments import PaymentReceived
+from pap.db import SessionFactory, transaction
+from pap.settings import Settings
+from pap.storage import LocalObjectStore
+from services import deals, documents, holdings, payments
+from tests.deal_support import Parties, TokenFor, brokered_deal, parties
+from tests.support import eventually
+from workers.registry import activity_methods
+from workflows.deals import DealExecutionWorkflow
+
+pytestmark = pytest.mark.usefixtures("platform")
+
+
+@pytest.fixture
+async def worker(
+    time_skipping_env: WorkflowEnvironment, sessions: SessionFactory, settings: Settings
+) -> AsyncIterator[str]:
+    queue = f"deals-{uuid.uuid4()}"
+    activities = DealActivities(sessions, LocalObjectStore(settings.state_dir / "objects"))
+    async with Worker(
+        time_skipping_env.client,
+        task_queue=queue,
+        workflows=[DealExecutionWorkflow],
+        activities=activity_methods(activities),
+    ):
+        yield queue
+
+
+@pytest.fixture
+async def people(api: httpx.AsyncClient, sessions: SessionFactory, token_for: TokenFor) -> Parties:
+    return await parties(api, sessions, token_for)
+
+
+async def start(
+    env: WorkflowEnvironment, queue: str, params: DealWorkflowInput
+) -> WorkflowHandle[DealExecutionWorkflow, DealStage]:
+    return await env.client.start_workflow(
+        DealExecutionWorkflow.run, params, id=f"deal-{params.deal_id}", task_queue=queue
+    )
+
+
+async def state(handle: WorkflowHandle[DealExecutionWorkflow, DealStage]) -> DealState:
+    return await handle.query(DealExecutionWorkflow.state)
+
+
+async def at_stage(handle: WorkflowHandle[DealExecutionWorkflow, DealStage], stage: DealStage) -> DealState:
+    return await eventually(lambda: state(handle), lambda s: s.stage is stage, what=f"stage {stage.value}")
+
+
+async def sign_all(handle: WorkflowHandle[DealExecutionWorkflow, DealStage], deal_id: uuid.UUID) -> None:
+    current = await eventually(lambda: state(handle), lambda s: bool(s.pending_documents), what="documents to sign")
+    for document_id in current.pending_documents:
+        await handle.signal(
+            DealExecutionWorkflow.document_signed,
+            DocumentSigned(
+                document_id=document_id, deal_id=deal_id, kind=DocumentKind.JOINDER, signer_id=deal_id, completed=True
+            ),
+        )
+
+
+async def fund(
+    sessions: SessionFactory,
+    handle: WorkflowHandle[DealExecutionWorkflow, DealStage],
+    params: DealWorkflowInput,
+    payer: uuid.UUID,
+) -> None:
+    """Pay the escrow through the payments service (as the webhook does), then signal like the API."""
+    total = Money(amount=params.price.amount * params.quantity, currency="USD")
+    async with transaction(sessions) as session:
+        instructions = await payments.create_funding_instructions(
+            session, deal_id=params.deal_id, buyer_id=payer, amount=total, reference="test"
+        )
+        await payments.record_provider_payment(
+            session, event_id=str(uuid.uuid4()), payment_id=instructions.payment_id, status="succeeded", amount=total
+        )
+    await handle.signal(
+        DealExecutionWorkflow.payment_received,
+        PaymentReceived(payment_id=instructions.payment_id, deal_id=params.deal_id, amount=total, funded=True),
+    )
+
+
+async def available(sessions: SessionFactory, p: Parties) -> int:
+    async with sessions() as session:
+        return await holdings.available_shares(session, p.seller.id, p.security_id)
+
+
+async def escrow(sessions: SessionFactory, deal_id: uuid.UUID) -> Decimal:
+    async with sessions() as session:
+        return (await payments.escrow_balance(session, deal_id)).amount
+
+
+async def through_issuer(
+    handle: WorkflowHandle[DealExecutionWorkflow, DealStage], params: DealWorkflowInput, decision: IssuerDecision
+) -> None:
+    await at_stage(handle, DealStage.AWAITING_ISSUER)
+    await handle.execute_update(
+        DealExecutionWorkflow.decide, IssuerDecisionInput(decision=decision, actor_id=params.company_id)
+    )
+    await sign_all(handle, params.deal_id)
+
+
+async def test_happy_path_moves_money_and_shares_once(
+    time_skipping_env: WorkflowEnvironment, worker: str, people: Parties, sessions: SessionFactory
+) -> None:
+    params = await brokered_deal(sessions, people, quantity=100, price="12.50")
+    handle = await start(time_skipping_env, worker, params)
+    await through_issuer(handle, params, IssuerDecision.WAIVE)
+    await at_stage(handle, DealStage.AWAITING_SIGNATURES)
+    await sign_all(handle, params.deal_id)
+    await at_stage(handle, DealStage.AWAITING_FUNDING)
+    await fund(sessions, handle, params, people.buyer.id)
+    await at_stage(handle, DealStage.SETTLING)
+    done = await handle.execute_update(
+        DealExecutionWorkflow.confirm_settlement, SettlementConfirmation(actor_id=params.company_id)
+    )
+    assert done.stage is DealStage.CLOSED
+    assert await handle.result() is DealStage.CLOSED
+    assert await escrow(sessions, params.deal_id) == 0
+    async with sessions() as session:
+        assert await holdings.available_shares(session, people.buyer.id, people.security_id) == 100
+        assert await holdings.available_shares(session, people.seller.id, people.security_id) == 900
+        assert (await payments.trial_balance(session)).ledger_balanced
+        timeline = [entry.stage for entry in await deals.timeline(session, params.deal_id)]
+    assert timeline[0] == "created" and timeline[-1] == "closed"
+    for stage in DealStage:
+        if stage is not DealStage.CANCELLED:
+            assert stage.value in timeline
+
+
+async def test_rofr_lapse_counts_as_waiver_when_the_policy_says_so(
+    time_skipping_env: WorkflowEnvironment, worker: str, people: Parties, sessions: SessionFactory
+) -> None:
+    params = await brokered_deal(sessions, people, rofr_days=30, rofr_lapse_is_waiver=True)
+    handle = await start(time_skipping_env, worker, params)
+    await at_stage(handle, DealStage.AWAITING_ISSUER)
+    await sign_all(handle, params.deal_id)
+    await time_skipping_env.sleep(timedelta(days=31))
+    await at_stage(handle, DealStage.AWAITING_SIGNATURES)
+    assert (await state(handle)).issuer_decision is IssuerDecision.WAIVE
+
+
+async def test_rofr_lapse_cancels_when_issuer_approval_is_required(
+    time_skipping_env: WorkflowEnvironment, worker: str, people: Parties, sessions: SessionFactory
+) -> None:
+    params = await brokered_deal(sessions, people, rofr_days=30, issuer_approval_required=True)
+    handle = await start(time_skipping_env, worker, params)
+    await at_stage(handle, DealStage.AWAITING_ISSUER)
+    await sign_all(handle, params.deal_id)
+    await time_skipping_env.sleep(timedelta(days=31))
+    assert await handle.result() is DealStage.CANCELLED
+    assert await available(sessions, people) == 1_000
+
+
+async def test_rofr_exercise_puts_the_company_in_the_buyers_place(
+    time_skipping_env: WorkflowEnvironment, worker: str, people: Parties, sessions: SessionFactory
+) -> None:
+    params = await brokered_deal(sessions, people, rofr_exercise_substitutes_buyer=True)
+    handle = await start(time_skipping_env, worker, params)
+    await through_issuer(handle, params, IssuerDecision.EXERCISE)
+    await at_stage(handle, DealStage.AWAITING_SIGNATURES)
+    assert (await state(handle)).buyer_id == params.company_id
+    await sign_all(handle, params.deal_id)
+    await at_stage(handle, DealStage.AWAITING_FUNDING)
+    await fund(sessions, handle, params, params.company_id)
+    await at_stage(handle, DealStage.SETTLING)
+    await handle.execute_update(
+        DealExecutionWorkflow.confirm_settlement, SettlementConfirmation(actor_id=params.company_id)
+    )
+    assert await handle.result() is DealStage.CLOSED
+    async with sessions() as session:
+        assert await holdings.available_shares(session, params.company_id, people.security_id) == 100
+        assert await holdings.available_shares(session, people.buyer.id, people.security_id) == 0
+        kinds = {d.kind for d in await documents.list_deal_documents(session, params.deal_id)}
+    assert DocumentKind.JOINDER.value not in kinds  # the company joins nothing
+
+
+async def test_rofr_exercise_cancels_when_the_policy_does_not_substitute(
+    time_skipping_env: WorkflowEnvironment, worker: str, people: Parties, sessions: SessionFactory
+) -> None:
+    params = await brokered_deal(sessions, people, rofr_exercise_substitutes_buyer=False)
+    handle = await start(time_skipping_env, worker, params)
+    await through_issuer(handle, params, IssuerDecision.EXERCISE)
+    assert await handle.result() is DealStage.CANCELLED
+    assert await available(sessions, people) == 1_000
+
+
+async def test_issuer_rejection_cancels_and_releases_the_shares(
+    time_skipping_env: WorkflowEnvironment, worker: str, people: Parties, sessions: SessionFactory
+) -> None:
+    params = await brokered_deal(sessions, people)
+    handle = await start(time_skipping_env, worker, params)
+    await through_issuer(handle, params, IssuerDecision.REJECT)
+    assert await handle.result() is DealStage.CANCELLED
+    assert await available(sessions, people) == 1_000
+    async with sessions() as session:
+        deal = await deals.get_deal(session, params.deal_id)
+        statuses = {d.status for d in await documents.list_deal_documents(session, params.deal_id)}
+    assert deal.stage == "cancelled" and "rejected" in (deal.cancel_reason or "")
+    assert "awaiting_signatures" not in statuses
+
+
+async def test_a_second_issuer_decision_is_refused_by_the_validator(
+    time_skipping_env: WorkflowEnvironment, worker: str, people: Parties, sessions: SessionFactory
+) -> None:
+    params = await brokered_deal(sessions, people)
+    handle = await start(time_skipping_env, worker, params)
+    await at_stage(handle, DealStage.AWAITING_ISSUER)
+    decision = IssuerDecisionInput(decision=IssuerDecision.APPROVE, actor_id=params.company_id)
+    await handle.execute_update(DealExecutionWorkflow.decide, decision)
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(DealExecutionWorkflow.decide, decision)
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(
+            DealExecutionWorkflow.confirm_settlement, SettlementConfirmation(actor_id=params.company_id)
+        )
+
+
+async def test_a_declined_signature_cancels_the_deal(
+    time_skipping_env: WorkflowEnvironment, worker: str, people: Parties, sessions: SessionFactory
+) -> None:
+    params = await brokered_deal(sessions, people)
+    handle = await start(time_skipping_env, worker, params)
+    await through_issuer(handle, params, IssuerDecision.WAIVE)
+    pending = (await at_stage(handle, DealStage.AWAITING_SIGNATURES)).pending_documents
+    await handle.signal(
+        DealExecutionWorkflow.document_declined,
+        DocumentDeclined(
+            document_id=pending[0], deal_id=params.deal_id, signer_id=people.buyer.id, reason="changed my mind"
+        ),
+    )
+    assert await handle.result() is DealStage.CANCELLED
+    assert await available(sessions, people) == 1_000
+
+
+async def test_the_signature_deadline_cancels_after_reminders(
+    time_skipping_env: WorkflowEnvironment, worker: str, people: Parties, sessions: SessionFactory
+) -> None:
+    params = await brokered_deal(sessions, people)
+    handle = await start(time_skipping_env, worker, params)
+    await through_issuer(handle, params, IssuerDecision.WAIVE)
+    await at_stage(handle, DealStage.AWAITING_SIGNATURES)
+    await time_skipping_env.sleep(timedelta(days=8))
+    assert await handle.result() is DealStage.CANCELLED
+    history = await handle.fetch_history()
+    reminders = [
+        e
+        for e in history.events
+        if "deals.send_reminders" in str(e.activity_task_scheduled_event_attributes.activity_type)
+    ]
+    assert len(reminders) >= 3  # every 2 days for 7 days
+    async with sessions() as session:
+        assert "signature deadline" in ((await deals.get_deal(session, params.deal_id)).cancel_reason or "")
+
+
+async def test_funding_deadline_without_a_backup_bid_cancels_and_refunds_partial_funds(
+    time_skipping_env: WorkflowEnvironment, worker: str, people: Parties, sessions: SessionFactory
+) -> None:
+    params = await brokered_deal(sessions, people, quantity=10, price="100")
+    handle = await start(time_skipping_env, worker, params)
+    await through_issuer(handle, params, IssuerDecision.WAIVE)
+    await at_stage(handle, DealStage.AWAITING_SIGNATURES)
+    await sign_all(handle, params.deal_id)
+    await at_stage(handle, DealStage.AWAITING_FUNDING)
+    async with transaction(sessions) as session:
+        instructions = await payments.create_funding_instructions(
+            session, deal_id=params.deal_id, buyer_id=people.buyer.id, amount=Money(amount=Decimal(1000)), reference="t"
+        )
+        await payments.record_provider_payment(
+            session,
+            event_id=str(uuid.uuid4()),
+            payment_id=instructions.payment_id,
+            status="succeeded",
+            amount=Money(amount=Decimal(400)),
+        )
+    assert await escrow(sessions, params.deal_id) == 400
+    await time_skipping_env.sleep(timedelta(days=6))
+    assert await handle.result() is DealStage.CANCELLED
+    assert (await state(handle)).defaulted_buyers == [people.buyer.id]
+    assert await escrow(sessions, params.deal_id) == 0
+    assert await available(sessions, people) == 1_000
+
+
+@pytest.mark.parametrize(
+    "stage", [DealStage.AWAITING_ISSUER, DealStage.AWAITING_SIGNATURES, DealStage.AWAITING_FUNDING, DealStage.SETTLING]
+)
+async def test_manual_cancel_at_each_stage_compensates(
+    time_skipping_env: WorkflowEnvironment, worker: str, people: Parties, sessions: SessionFactory, stage: DealStage
+) -> None:
+    params = await brokered_deal(sessions, people, quantity=10, price="50")
+    handle = await start(time_skipping_env, worker, params)
+    if stage is not DealStage.AWAITING_ISSUER:
+        await through_issuer(handle, params, IssuerDecision.WAIVE)
+        await at_stage(handle, DealStage.AWAITING_SIGNATURES)
+    if stage in (DealStage.AWAITING_FUNDING, DealStage.SETTLING):
+        await sign_all(handle, params.deal_id)
+        await at_stage(handle, DealStage.AWAITING_FUNDING)
+    if stage is DealStage.SETTLING:
+        await fund(sessions, handle, params, people.buyer.id)
+    await at_stage(handle, stage)
+    result = await handle.execute_update(
+        DealExecutionWorkflow.cancel, CancelInput(reason="deal manager stopped it", actor_id=uuid.uuid4())
+    )
+    assert result.stage is DealStage.CANCELLED
+    assert await escrow(sessions, params.deal_id) == 0
+    assert await available(sessions, people) == 1_000
+    async with sessions() as session:
+        assert (await payments.trial_balance(session)).ledger_balanced
+    with pytest.raises(WorkflowUpdateFailedError):  # nothing left to cancel
+        await handle.execute_update(DealExecutionWorkflow.cancel, CancelInput(reason="again", actor_id=uuid.uuid4()))
+
+
+async def test_a_compliance_hold_pauses_the_deal_until_lifted(
+    time_skipping_env: WorkflowEnvironment, worker: str, people: Parties, sessions: SessionFactory
+) -> None:
+    params = await brokered_deal(sessions, people)
+    handle = await start(time_skipping_env, worker, params)
+    await at_stage(handle, DealStage.AWAITING_ISSUER)
+    hold = HoldInput(actor_id=uuid.uuid4(), reason="sanctions screening")
+    await handle.signal(DealExecutionWorkflow.place_hold, hold)
+    await handle.execute_update(
+        DealExecutionWorkflow.decide, IssuerDecisionInput(decision=IssuerDecision.WAIVE, actor_id=params.company_id)
+    )
+    await sign_all(handle, params.deal_id)
+
+    async def details() -> list[str]:
+        async with sessions() as session:
+            return [e.detail for e in await deals.timeline(session, params.deal_id)]
+
+    await eventually(details, lambda d: any("on hold" in x for x in d), what="the deal paused at its next step")
+    assert (await state(handle)).stage is DealStage.AWAITING_ISSUER  # no transfer documents while held
+    await handle.signal(DealExecutionWorkflow.lift_hold, hold)
+    await at_stage(handle, DealStage.AWAITING_SIGNATURES)

@@ -1,0 +1,154 @@
+"""A deal end to end over HTTP on the real stack: the API, the worker, the relay, the consumers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from pap.db import SessionFactory
+from pap.settings import Settings
+from services.identity.permissions import Role
+from tests.deal_support import Parties, TokenFor, parties
+from tests.factories import register_and_login
+from tests.support import eventually, read_topic
+
+
+@pytest.fixture
+async def people(api: httpx.AsyncClient, sessions: SessionFactory, token_for: TokenFor) -> Parties:
+    return await parties(api, sessions, token_for, rofr_days=30, issuer_approval_required=False, transfer_fee_bps=50)
+
+
+async def deal_at(api: httpx.AsyncClient, deal_id: str, headers: dict[str, str], stage: str) -> dict[str, Any]:
+    async def read() -> dict[str, Any]:
+        return (await api.get(f"/v1/deals/{deal_id}", headers=headers)).json()  # type: ignore[no-any-return]
+
+    return await eventually(read, lambda d: d.get("stage") == stage, timeout=60, what=f"deal {stage}")
+
+
+async def sign_pending(api: httpx.AsyncClient, deal_id: str, people: Parties, kinds: set[str]) -> None:
+    """Each signer signs the documents of `kinds`, in signing order (seller before buyer)."""
+    documents = (await api.get(f"/v1/deals/{deal_id}/documents", headers=people.manager)).json()
+    for document in (d for d in documents if d["kind"] in kinds):
+        for signer in sorted(document["signers"], key=lambda s: s["role"] != "seller"):
+            user = people.seller if signer["role"] == "seller" else people.buyer
+            response = await api.post(
+                f"/v1/documents/{document['id']}/sign",
+                json={"signature_name": "Signer", "consent": True},
+                headers=user.headers,
+            )
+            assert response.status_code == 200, response.text
+
+
+async def test_brokered_deal_closes_with_money_and_shares_moved_once(
+    api: httpx.AsyncClient, people: Parties, settings: Settings
+) -> None:
+    created = await api.post(
+        "/v1/deals",
+        json={
+            "security_id": str(people.security_id),
+            "seller_id": str(people.seller.id),
+            "buyer_id": str(people.buyer.id),
+            "quantity": 100,
+            "price": {"amount": "20.00", "currency": "USD"},
+        },
+        headers=people.manager,
+    )
+    assert created.status_code == 201, created.text
+    deal = created.json()
+    deal_id = deal["id"]
+    assert deal["workflow_id"] == f"deal-{deal_id}"
+
+    await deal_at(api, deal_id, people.manager, "awaiting_issuer")
+    await sign_pending(api, deal_id, people, {"stock_transfer_notice"})
+    decision = await api.post(f"/v1/deals/{deal_id}/issuer-decision", json={"decision": "waive"}, headers=people.issuer)
+    assert decision.status_code == 200, decision.text
+
+    await deal_at(api, deal_id, people.manager, "awaiting_signatures")
+    await sign_pending(api, deal_id, people, {"stock_transfer_agreement", "joinder"})
+
+    await deal_at(api, deal_id, people.buyer.headers, "awaiting_funding")
+    instructions = (await api.post(f"/v1/deals/{deal_id}/funding", headers=people.buyer.headers)).json()
+    assert instructions["amount"] == {"amount": "2000.0000", "currency": "USD"}
+    settle = await api.post(f"/v1/sandbox/payments/{instructions['payment_id']}/settle", json={})
+    assert settle.status_code == 202
+
+    await deal_at(api, deal_id, people.issuer, "settling")
+    confirmed = await api.post(f"/v1/deals/{deal_id}/settlement/confirm", headers=people.issuer)
+    assert confirmed.status_code == 200, confirmed.text
+    closed = await deal_at(api, deal_id, people.seller.headers, "closed")
+
+    stages = [entry["stage"] for entry in closed["timeline"]]
+    assert stages[0] == "created" and stages[-1] == "closed"
+    assert closed["payments"][0]["status"] == "funded"
+    assert {d["status"] for d in closed["documents"] if d["kind"] != "issuer_consent"} == {"signed"}
+
+    buyer_positions = (await api.get("/v1/holdings", headers=people.buyer.headers)).json()["items"]
+    assert [(h["quantity"], h["status"]) for h in buyer_positions] == [(100, "verified")]
+    seller_positions = (await api.get("/v1/holdings", headers=people.seller.headers)).json()["items"]
+    assert sum(h["quantity"] for h in seller_positions) == 900
+
+    reconciliation = (await api.get("/v1/admin/reconciliation", headers=people.compliance)).json()
+    assert reconciliation["ledger_balanced"] is True
+    assert reconciliation["shares_conserved"] is True
+    assert deal_id not in {e["deal_id"] for e in reconciliation["open_escrow"]}
+
+    events = await read_topic(settings.require("kafka_bootstrap"), "pap.deals")
+    mine = [e.type for key, e in events if key == deal_id.encode()]
+    assert "deals.created" in mine and mine[-1] == "deals.closed"
+
+
+async def test_strangers_see_neither_the_deal_nor_its_documents(
+    api: httpx.AsyncClient, people: Parties, token_for: TokenFor
+) -> None:
+    deal = (
+        await api.post(
+            "/v1/deals",
+            json={
+                "security_id": str(people.security_id),
+                "seller_id": str(people.seller.id),
+                "buyer_id": str(people.buyer.id),
+                "quantity": 5,
+                "price": {"amount": "10", "currency": "USD"},
+            },
+            headers=people.manager,
+        )
+    ).json()
+    await deal_at(api, deal["id"], people.manager, "awaiting_issuer")
+    stranger = await register_and_login(api)
+    assert (await api.get(f"/v1/deals/{deal['id']}", headers=stranger.headers)).status_code == 404
+    assert (await api.get(f"/v1/deals/{deal['id']}/documents", headers=stranger.headers)).status_code == 404
+    documents = (await api.get(f"/v1/deals/{deal['id']}/documents", headers=people.seller.headers)).json()
+    content = await api.get(f"/v1/documents/{documents[0]['id']}/content", headers=stranger.headers)
+    assert content.status_code == 404
+    other_issuer = token_for(uuid.uuid4(), Role.ISSUER, company_id=uuid.uuid4())
+    assert (await api.get(f"/v1/deals/{deal['id']}", headers=other_issuer)).status_code == 404
+    listed = (await api.get("/v1/deals", headers=stranger.headers)).json()
+    assert deal["id"] not in {d["id"] for d in listed["items"]}
+    cancel = await api.post(f"/v1/deals/{deal['id']}/cancel", json={"reason": "x"}, headers=people.seller.headers)
+    assert cancel.status_code == 403
+
+
+async def test_bad_deal_requests_are_problems_with_no_side_effects(api: httpx.AsyncClient, people: Parties) -> None:
+    base = {
+        "security_id": str(people.security_id),
+        "seller_id": str(people.seller.id),
+        "buyer_id": str(people.buyer.id),
+        "quantity": 100,
+        "price": {"amount": "20.00", "currency": "USD"},
+    }
+    too_many = await api.post("/v1/deals", json=base | {"quantity": 5_000}, headers=people.manager)
+    assert too_many.status_code == 422
+    assert too_many.json()["type"].endswith("/insufficient-shares")
+    negative = await api.post(
+        "/v1/deals", json=base | {"price": {"amount": "-1", "currency": "USD"}}, headers=people.manager
+    )
+    assert negative.status_code == 422
+    unknown = await api.post("/v1/deals", json=base | {"buyer_id": str(uuid.uuid4())}, headers=people.manager)
+    assert unknown.status_code == 422
+    same = await api.post("/v1/deals", json=base | {"buyer_id": str(people.seller.id)}, headers=people.manager)
+    assert same.status_code == 422
+    positions = (await api.get("/v1/holdings", headers=people.seller.headers)).json()["items"]
+    assert sum(h["reserved_quantity"] for h in positions) == 0
