@@ -1,7 +1,7 @@
 """companies holdings
 
 Revision ID: 0003_companies_holdings
-Revises: 0001_platform_foundation
+Revises: 0002_identity
 Create Date: 2026-11-27 20:31:41.735296
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = '0003_companies_holdings'
-down_revision: str | Sequence[str] | None = '0001_platform_foundation'
+down_revision: str | Sequence[str] | None = '0002_identity'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
