@@ -1,5 +1,29 @@
 """Imports every table module so `SQLModel.metadata` is complete (for Alembic and tests)."""
 
-from models import admin, companies, diagnostics, documents, holdings, identity, payments, platform, profiles
+from models import (
+    admin,
+    companies,
+    diagnostics,
+    documents,
+    holdings,
+    identity,
+    notifications,
+    payments,
+    platform,
+    pricing,
+    profiles,
+)
 
-__all__ = ["admin", "companies", "diagnostics", "documents", "holdings", "identity", "payments", "platform", "profiles"]
+__all__ = [
+    "admin",
+    "companies",
+    "diagnostics",
+    "documents",
+    "holdings",
+    "identity",
+    "notifications",
+    "payments",
+    "platform",
+    "pricing",
+    "profiles",
+]

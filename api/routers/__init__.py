@@ -10,7 +10,9 @@ from api.routers import (
     health,
     holdings,
     identity,
+    notifications,
     payments,
+    pricing,
     profiles,
     reconciliation,
     sandbox,
@@ -29,4 +31,7 @@ ROUTERS: list[APIRouter] = [
     payments.router,
     payments.sandbox_router,
     reconciliation.router,
+    pricing.router,
+    notifications.router,
+    notifications.sandbox_router,
 ]
