@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from events.consumer import ConsumerRunner, ConsumerSpec
@@ -71,8 +72,10 @@ def mails(settings: Settings, to: str, kind: str | None = None) -> list[EmailMes
 async def deliveries(sessions: SessionFactory, event_id: uuid.UUID, channel: str) -> int:
     async with transaction(sessions) as session:
         query = (
-            select(func.count()).select_from(Delivery).where(Delivery.event_id == event_id, Delivery.channel == channel)
-        )  # type: ignore[arg-type]
+            select(func.count())
+            .select_from(Delivery)
+            .where(col(Delivery.event_id) == event_id, col(Delivery.channel) == channel)
+        )
         return int((await session.execute(query)).scalar_one())
 
 
