@@ -1,6 +1,18 @@
 """Imports every table module so `SQLModel.metadata` is complete (for Alembic and tests)."""
 
-from models import admin, companies, diagnostics, documents, holdings, identity, payments, platform, profiles
+from models import (
+    admin,
+    companies,
+    diagnostics,
+    documents,
+    holdings,
+    identity,
+    notifications,
+    payments,
+    platform,
+    pricing,
+    profiles,
+)
 
 __all__ = [
     "admin",
@@ -9,7 +21,9 @@ __all__ = [
     "documents",
     "holdings",
     "identity",
+    "notifications",
     "payments",
     "platform",
+    "pricing",
     "profiles",
 ]
