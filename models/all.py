@@ -1,16 +1,10 @@
-"""Imports every table module so `SQLModel.metadata` is complete (for Alembic and tests)."""
+"""Imports every table module of `models/` so `SQLModel.metadata` is complete (for Alembic and tests)."""
 
-from models import admin, companies, deals, diagnostics, documents, holdings, identity, payments, platform, profiles
+import importlib
+import pkgutil
 
-__all__ = [
-    "admin",
-    "companies",
-    "deals",
-    "diagnostics",
-    "documents",
-    "holdings",
-    "identity",
-    "payments",
-    "platform",
-    "profiles",
-]
+import models
+
+for _module in pkgutil.iter_modules(models.__path__):
+    if _module.name != "all":
+        importlib.import_module(f"models.{_module.name}")

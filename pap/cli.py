@@ -162,5 +162,68 @@ def consumers() -> None:
     run_process(load_settings(), "consumers", consumers_main)
 
 
+ops = typer.Typer(help="Operations: repair and inspect the running platform", no_args_is_help=True)
+dlq = typer.Typer(help="The dead-letter topic (pap.dlq): events consumers gave up on", no_args_is_help=True)
+pricing_app = typer.Typer(help="Pricing: reference price tools", no_args_is_help=True)
+ops.add_typer(dlq, name="dlq")
+app.add_typer(ops, name="ops")
+app.add_typer(pricing_app, name="pricing")
+
+
+@dlq.command("list")
+def dlq_list(consumer: str | None = typer.Option(None, help="Only this consumer's dead letters")) -> None:
+    """Show each dead-lettered event: consumer, original topic, event type and id, error."""
+    from events.dlq import read_dead_letters
+
+    bootstrap = load_settings().require("kafka_bootstrap")
+    letters = [d for d in asyncio.run(read_dead_letters(bootstrap)) if consumer is None or d.consumer == consumer]
+    table = Table("offset", "consumer", "topic", "type", "event id", "error")
+    for d in letters:
+        table.add_row(
+            f"{d.partition}:{d.offset}",
+            d.consumer,
+            d.original_topic,
+            d.event_type or "?",
+            d.event_id or "?",
+            d.error[:80],
+        )
+    Console().print(table)
+    console.print(f"{len(letters)} dead letter(s)")
+
+
+@dlq.command("replay")
+def dlq_replay(consumer: str | None = typer.Option(None, help="Only this consumer's dead letters")) -> None:
+    """Re-publish dead-lettered events to their original topics (consumers skip what they already handled)."""
+    from events.dlq import replay_dead_letters
+
+    bootstrap = load_settings().require("kafka_bootstrap")
+    replayed = asyncio.run(replay_dead_letters(bootstrap, consumer=consumer))
+    for d in replayed:
+        Console().print(f"replayed {d.event_type} {d.event_id} -> {d.original_topic} (consumer {d.consumer})")
+    console.print(f"{len(replayed)} event(s) replayed")
+
+
+@pricing_app.command("backtest")
+def pricing_backtest(security_id: str = typer.Option(..., help="The security to backtest")) -> None:
+    """Mean absolute % error of the reference price against the next closed trade, over stored prints."""
+    import uuid
+
+    from pap.db import create_engine, create_session_factory, transaction
+    from services.pricing import backtest
+
+    settings = load_settings()
+
+    async def main() -> str:
+        engine = create_engine(settings.require("database_url"))
+        try:
+            async with transaction(create_session_factory(engine)) as session:
+                result = await backtest(session, uuid.UUID(security_id))
+            return result.model_dump_json(indent=2)
+        finally:
+            await engine.dispose()
+
+    Console().print(asyncio.run(main()))
+
+
 if __name__ == "__main__":
     sys.exit(app())

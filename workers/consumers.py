@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from redis.asyncio import Redis
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from events import topics
 from events.consumer import ConsumerRunner, ConsumerSpec
 from events.envelope import CloudEvent
+from pap.db import SessionFactory
 from pap.resources import Resources
+from pap.settings import Settings
 from services import diagnostics
+from services.notifications import HttpSmsProvider, Notifier, SmtpMailer
+from services.pricing import HANDLED_TYPES, PricingIngest
 from temporal.client import connect
 from workers.deal_signals import FORWARDED, DealSignalForwarder
 
@@ -21,8 +26,40 @@ async def _confirm_echo(session: AsyncSession, event: CloudEvent) -> None:
     await diagnostics.mark_consumed(session, uuid.UUID(event.data["echo_id"]))
 
 
+NOTIFICATION_TOPICS = (
+    topics.MARKETPLACE,
+    topics.DEALS,
+    topics.DOCUMENTS,
+    topics.PAYMENTS,
+    topics.IDENTITY,
+    topics.PROFILES,
+)
+
+
+def sandbox_sms_provider(settings: Settings) -> HttpSmsProvider:
+    """The SMS provider: our API's sandbox outside production (a real provider would be configured here)."""
+    return HttpSmsProvider(f"http://{settings.api_host}:{settings.api_port}/v1/sandbox/sms")
+
+
+def notifications_spec(sessions: SessionFactory, settings: Settings) -> ConsumerSpec:
+    mailer = SmtpMailer(settings.smtp_host, settings.smtp_port, settings.smtp_sender)
+    notifier = Notifier(sessions, mailer, sandbox_sms_provider(settings))
+    return ConsumerSpec(name="notifications", topics=NOTIFICATION_TOPICS, handler=notifier.handle)
+
+
+def pricing_spec(redis: Redis | None) -> ConsumerSpec:
+    return ConsumerSpec(
+        name="pricing",
+        topics=(topics.MARKETPLACE, topics.DEALS, topics.COMPANIES),
+        handler=PricingIngest(redis).handle,
+        event_types=HANDLED_TYPES,
+    )
+
+
 def consumer_specs(resources: Resources, temporal: Client) -> list[ConsumerSpec]:
     return [
+        notifications_spec(resources.sessions, resources.settings),
+        pricing_spec(resources.redis),
         ConsumerSpec(
             name="deal-signals",
             topics=(topics.DOCUMENTS, topics.PAYMENTS),

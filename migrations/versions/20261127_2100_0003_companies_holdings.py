@@ -1,7 +1,7 @@
 """companies holdings
 
 Revision ID: 0003_companies_holdings
-Revises: 0001_platform_foundation
+Revises: 0002_identity
 Create Date: 2026-11-27 20:31:41.735296
 """
 

@@ -1,0 +1,152 @@
+"""From intents to deliveries: preferences decide the channels; each channel is sent at most once per event and user.
+
+In-app rows are written in the consumer's transaction (rolled back with it on a
+failure). Email and SMS leave the building, so each is claimed in its own short
+transaction: the `(event_id, user_id, channel)` delivery row is inserted and
+locked, and sent only while still `pending`; once committed as `sent`, a retried
+or redelivered event finds it and sends nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from events.envelope import CloudEvent
+from models.base import utcnow
+from models.notifications import Channel, Delivery, DeliveryStatus, Notification
+from pap.db import SessionFactory, transaction
+from services.errors import NotFound
+from services.identity import get_user
+from services.notifications.email import Recipient, SmtpMailer, build_message
+from services.notifications.handlers import intents_for
+from services.notifications.intents import Intent
+from services.notifications.preferences import effective_preferences, sms_phone
+from services.notifications.sms import SmsProvider
+
+log = structlog.get_logger(__name__)
+
+Send = Callable[[uuid.UUID], Awaitable[str | None]]
+
+
+class Notifier:
+    """The notifications consumer's handler: `await notifier.handle(session, event)`."""
+
+    def __init__(self, sessions: SessionFactory, mailer: SmtpMailer, sms: SmsProvider) -> None:
+        self.sessions = sessions
+        self.mailer = mailer
+        self.sms = sms
+
+    async def handle(self, session: AsyncSession, event: CloudEvent) -> None:
+        for intent in await intents_for(session, event):
+            await self.notify(session, event.id, intent)
+
+    async def notify(self, session: AsyncSession, event_id: uuid.UUID, intent: Intent) -> None:
+        choices = (await effective_preferences(session, intent.user_id))[intent.category]
+        if choices[Channel.IN_APP]:
+            await self._in_app(session, event_id, intent)
+        recipient = await _recipient(session, intent.user_id)
+        if choices[Channel.EMAIL]:
+            address = recipient.email if recipient else None
+
+            async def send_email(delivery_id: uuid.UUID) -> str | None:
+                assert recipient is not None
+                message = build_message(intent, recipient, sender=self.mailer.sender, delivery_id=delivery_id)
+                await self.mailer.send(message)
+                return str(message["Message-ID"])
+
+            await self._deliver(event_id, intent, Channel.EMAIL, address, send_email)
+        if choices[Channel.SMS]:
+            phone = await sms_phone(session, intent.user_id) if recipient else None
+
+            async def send_sms(delivery_id: uuid.UUID) -> str | None:
+                assert phone is not None
+                return await self.sms.send(phone, f"PAP: {intent.title}", idempotency_key=f"sms-{delivery_id}")
+
+            await self._deliver(event_id, intent, Channel.SMS, phone, send_sms)
+
+    async def _in_app(self, session: AsyncSession, event_id: uuid.UUID, intent: Intent) -> None:
+        await session.execute(
+            insert(Notification)
+            .values(
+                id=uuid.uuid4(),
+                user_id=intent.user_id,
+                event_id=event_id,
+                kind=intent.kind,
+                category=intent.category.value,
+                title=intent.title,
+                body=intent.body,
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(constraint="uq_notification_event_id_user_id")
+        )
+        await session.execute(
+            insert(Delivery)
+            .values(
+                id=uuid.uuid4(),
+                event_id=event_id,
+                user_id=intent.user_id,
+                channel=Channel.IN_APP.value,
+                kind=intent.kind,
+                status=DeliveryStatus.SENT.value,
+                sent_at=utcnow(),
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(constraint="uq_delivery_event_id_user_id_channel")
+        )
+
+    async def _deliver(
+        self, event_id: uuid.UUID, intent: Intent, channel: Channel, address: str | None, send: Send
+    ) -> None:
+        async with transaction(self.sessions) as session:
+            await session.execute(
+                insert(Delivery)
+                .values(
+                    id=uuid.uuid4(),
+                    event_id=event_id,
+                    user_id=intent.user_id,
+                    channel=channel.value,
+                    kind=intent.kind,
+                    status=DeliveryStatus.PENDING.value,
+                    address=address,
+                    created_at=utcnow(),
+                )
+                .on_conflict_do_nothing(constraint="uq_delivery_event_id_user_id_channel")
+            )
+            delivery = (
+                await session.exec(
+                    select(Delivery)
+                    .where(
+                        col(Delivery.event_id) == event_id,
+                        col(Delivery.user_id) == intent.user_id,
+                        col(Delivery.channel) == channel.value,
+                    )
+                    .with_for_update()
+                    .execution_options(populate_existing=True)
+                )
+            ).one()
+            if delivery.status != DeliveryStatus.PENDING:
+                return  # already sent (or skipped) by an earlier attempt
+            if address is None:
+                delivery.status = DeliveryStatus.SKIPPED.value
+                delivery.detail = f"no {channel.value} address"
+            else:
+                delivery.provider_ref = await send(delivery.id)
+                delivery.status = DeliveryStatus.SENT.value
+                delivery.sent_at = utcnow()
+            session.add(delivery)
+            log.info("notification delivered", channel=channel.value, kind=intent.kind, status=delivery.status)
+
+
+async def _recipient(session: AsyncSession, user_id: uuid.UUID) -> Recipient | None:
+    """Email and name from the identity context; None for a user it does not know."""
+    try:
+        user = await get_user(session, user_id)
+    except NotFound:
+        return None
+    return Recipient(email=user.email, name=user.full_name or user.email)
