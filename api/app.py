@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
@@ -13,10 +14,32 @@ from api.middleware import RequestContextMiddleware
 from api.problems import install_problem_handlers
 from api.routers import ROUTERS
 from api.state import AppState
+from pap.db import SessionFactory, transaction
 from pap.resources import open_resources
 from pap.settings import Settings, get_settings
 from pap.telemetry import configure
+from services.identity import ensure_bootstrap_admin
 from services.identity.tokens import KeyRing
+
+
+log = structlog.get_logger(__name__)
+
+
+async def _bootstrap_admin(settings: Settings, sessions: SessionFactory) -> None:
+    """Create the first admin from PAP_BOOTSTRAP_ADMIN_* when no admin exists (idempotent, every start)."""
+    if not settings.bootstrap_admin_email or settings.bootstrap_admin_password is None:
+        return
+    try:
+        async with transaction(sessions) as session:
+            created = await ensure_bootstrap_admin(
+                session,
+                email=settings.bootstrap_admin_email,
+                password=settings.bootstrap_admin_password.get_secret_value(),
+            )
+        if created is not None:
+            log.info("bootstrap admin created", user_id=str(created.id))
+    except Exception:  # the API must start (and report not-ready) even while the database is away
+        log.exception("bootstrap admin failed")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -28,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with open_resources(settings) as resources:
             keyring = KeyRing.load(settings.state_dir / "keys", settings.jwt_private_key_file)
             app.state.pap = AppState(resources, keyring)
+            await _bootstrap_admin(settings, resources.sessions)
             yield
 
     app = FastAPI(

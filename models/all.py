@@ -1,5 +1,15 @@
 """Imports every table module so `SQLModel.metadata` is complete (for Alembic and tests)."""
 
-from models import companies, diagnostics, documents, holdings, payments, platform
+from models import admin, companies, diagnostics, documents, holdings, identity, payments, platform, profiles
 
-__all__ = ["companies", "diagnostics", "documents", "holdings", "payments", "platform"]
+__all__ = [
+    "admin",
+    "companies",
+    "diagnostics",
+    "documents",
+    "holdings",
+    "identity",
+    "payments",
+    "platform",
+    "profiles",
+]

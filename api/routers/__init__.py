@@ -2,11 +2,27 @@
 
 from fastapi import APIRouter
 
-from api.routers import companies, diagnostics, documents, health, holdings, payments, reconciliation
+from api.routers import (
+    admin,
+    companies,
+    diagnostics,
+    documents,
+    health,
+    holdings,
+    identity,
+    payments,
+    profiles,
+    reconciliation,
+    sandbox,
+)
 
 ROUTERS: list[APIRouter] = [
     health.router,
     diagnostics.router,
+    identity.router,
+    admin.router,
+    profiles.router,
+    sandbox.router,
     companies.router,
     holdings.router,
     documents.router,

@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = '0003_companies_holdings'
-down_revision: str | Sequence[str] | None = '0001_platform_foundation'
+down_revision: str | Sequence[str] | None = '0002_identity'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,55 @@
+"""Activities of the KYC and accreditation workflows: small, idempotent adapters over the profiles services."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from models.profiles import (
+    AccreditationDecisionInput,
+    AccreditationExpireInput,
+    KycCheckRequest,
+    KycStatusChange,
+)
+from pap.db import SessionFactory, transaction
+from pap.settings import Settings
+from services import profiles
+from services.profiles.kyc_provider import HttpKycProvider, KycProvider
+
+
+def sandbox_provider(settings: Settings) -> tuple[KycProvider, str]:
+    """The sandbox provider served by our API, and the webhook URL it calls back."""
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    return HttpKycProvider(f"{base}/v1/sandbox/kyc"), f"{base}/v1/profiles/kyc/webhook"
+
+
+class ProfilesActivities:
+    def __init__(self, sessions: SessionFactory, settings: Settings, provider: KycProvider | None = None) -> None:
+        self.sessions = sessions
+        default_provider, self.callback_url = sandbox_provider(settings)
+        self.provider = provider or default_provider
+
+    @activity.defn(name="profiles.kyc_request_check")
+    async def kyc_request_check(self, params: KycCheckRequest) -> str:
+        """Idempotent at the provider (Idempotency-Key = check id), so a retry never submits twice."""
+        ref = await self.provider.request_check(params, callback_url=self.callback_url)
+        async with transaction(self.sessions) as session:
+            await profiles.set_provider_ref(session, params.check_id, ref)
+        return ref
+
+    @activity.defn(name="profiles.kyc_set_status")
+    async def kyc_set_status(self, params: KycStatusChange) -> str:
+        async with transaction(self.sessions) as session:
+            check = await profiles.set_kyc_status(session, params)
+            return check.status
+
+    @activity.defn(name="profiles.accreditation_record_decision")
+    async def accreditation_record_decision(self, params: AccreditationDecisionInput) -> str:
+        async with transaction(self.sessions) as session:
+            row = await profiles.record_decision(session, params)
+            return row.status
+
+    @activity.defn(name="profiles.accreditation_expire")
+    async def accreditation_expire(self, params: AccreditationExpireInput) -> str:
+        async with transaction(self.sessions) as session:
+            row = await profiles.expire_accreditation(session, params.accreditation_id)
+            return row.status

@@ -1,0 +1,56 @@
+"""`/v1/admin/*`: user roles and the audit trail."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from api.deps import SessionDep
+from api.auth import require
+from models.admin import AuditEntryRead, AuditPage, VerifyResult
+from models.identity import RolesUpdate, UserRead
+from services import admin, identity
+from services.identity.permissions import Permission, Role
+from services.identity.tokens import Principal
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+AuditReader = Annotated[Principal, Depends(require(Permission.AUDIT_READ))]
+UserManager = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
+
+
+@router.post("/users/{user_id}/roles")
+async def set_roles(user_id: uuid.UUID, body: RolesUpdate, principal: UserManager, session: SessionDep) -> UserRead:
+    """Replace the user's roles (an issuer needs `company_id`); tokens pick them up at the next refresh."""
+    user = await identity.set_roles(
+        session,
+        actor_id=principal.user_id,
+        user_id=user_id,
+        roles=[Role(r) for r in body.roles],
+        company_id=body.company_id,
+    )
+    return identity.to_read(user)
+
+
+@router.get("/audit")
+async def list_audit(
+    principal: AuditReader,
+    session: SessionDep,
+    entity_id: Annotated[str | None, Query(max_length=128)] = None,
+    action: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[int | None, Query(ge=1, description="next_cursor of the previous page")] = None,
+) -> AuditPage:
+    """Newest first."""
+    rows = await admin.list_audit(session, entity_id=entity_id, action=action, limit=limit, before_seq=cursor)
+    items = [AuditEntryRead.model_validate(row.model_dump()) for row in rows]
+    next_cursor = str(items[-1].seq) if len(items) == limit else None
+    return AuditPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/audit/verify")
+async def verify_audit(principal: AuditReader, session: SessionDep) -> VerifyResult:
+    """Recompute the hash chain: `{ok: true, entries: N}` or the first broken link."""
+    return await admin.verify_chain(session)

@@ -1,0 +1,269 @@
+"""Sign-in sessions: password login, refresh-token rotation with reuse detection, revocation.
+
+Postgres is the record of sessions; Redis holds revoked session ids so every
+request can check revocation without a database round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from redis.asyncio import Redis
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.base import utcnow
+from models.identity import AuthSession, RefreshToken, SessionRead, User
+from services.errors import DomainError, NotFound, Unauthenticated
+from services.identity import trail
+from services.identity.mfa import verify_second_factor
+from services.identity.passwords import hash_password, needs_rehash, verify_password
+from services.identity.permissions import Role
+from services.identity.tokens import ACCESS_TOKEN_TTL_SECONDS, KeyRing, Principal
+from services.identity.users import find_by_email, get_user
+
+REFRESH_TOKEN_TTL = timedelta(days=30)
+REVOKED_SESSION_KEY = "pap:identity:revoked-session:{}"
+REVOCATION_TTL_SECONDS = ACCESS_TOKEN_TTL_SECONDS + 300
+"""Revocation marks outlive every access token of the session."""
+
+
+class InvalidCredentials(Unauthenticated):
+    type = "invalid-credentials"
+    title = "Invalid credentials"
+
+
+class MfaRequired(Unauthenticated):
+    type = "mfa-required"
+    title = "A one-time code is required"
+
+
+class InvalidRefreshToken(Unauthenticated):
+    type = "invalid-refresh-token"
+    title = "The refresh token is not valid"
+
+
+class RefreshTokenReused(Unauthenticated):
+    type = "refresh-token-reused"
+    title = "Refresh token reuse detected"
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    session_id: uuid.UUID
+    user_id: uuid.UUID
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def _new_refresh_token(session: AsyncSession, auth_session: AuthSession) -> str:
+    token = secrets.token_urlsafe(32)
+    session.add(
+        RefreshToken(
+            session_id=auth_session.id,
+            token_hash=_hash_token(token),
+            expires_at=utcnow() + REFRESH_TOKEN_TTL,
+        )
+    )
+    await session.flush()
+    return token
+
+
+def _access_token(keyring: KeyRing, user: User, auth_session: AuthSession) -> str:
+    principal = Principal(
+        user_id=user.id,
+        roles=frozenset(Role(r) for r in user.roles),
+        session_id=auth_session.id,
+        company_id=user.company_id,
+        mfa=auth_session.mfa,
+    )
+    return keyring.issue(principal)
+
+
+async def _issue(session: AsyncSession, keyring: KeyRing, user: User, auth_session: AuthSession) -> IssuedTokens:
+    refresh = await _new_refresh_token(session, auth_session)
+    return IssuedTokens(
+        access_token=_access_token(keyring, user, auth_session),
+        refresh_token=refresh,
+        expires_in=ACCESS_TOKEN_TTL_SECONDS,
+        session_id=auth_session.id,
+        user_id=user.id,
+    )
+
+
+async def password_login(
+    session: AsyncSession,
+    keyring: KeyRing,
+    *,
+    email: str,
+    password: str,
+    otp: str | None,
+    ip: str | None,
+    user_agent: str | None,
+) -> IssuedTokens | DomainError:
+    """Tokens, or the error to answer; failures are audited in this transaction, so the caller commits then raises."""
+    user = await find_by_email(session, email, for_update=True)
+    if not verify_password(user.password_hash if user else None, password) or user is None:
+        await trail.security_event(
+            session,
+            trail.LOGIN_FAILED,
+            actor_id=None,
+            entity_type="user",
+            entity_id=user.id if user else None,
+            data={"reason": "bad_password" if user else "unknown_email", "ip": ip},
+        )
+        return InvalidCredentials("The email or password is wrong.")
+    if user.mfa_enabled:
+        if not otp:
+            return MfaRequired("This account uses MFA: send the one-time code as `otp`.")
+        if not await verify_second_factor(session, user, otp):
+            await trail.security_event(
+                session,
+                trail.LOGIN_FAILED,
+                actor_id=None,
+                entity_type="user",
+                entity_id=user.id,
+                data={"reason": "bad_otp", "ip": ip},
+            )
+            return InvalidCredentials("The one-time code is wrong or was already used.")
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+        session.add(user)
+    auth_session = AuthSession(
+        user_id=user.id,
+        mfa=user.mfa_enabled,
+        user_agent=(user_agent or "")[:512] or None,
+        ip=ip,
+    )
+    session.add(auth_session)
+    await session.flush()
+    await trail.security_event(
+        session,
+        trail.LOGIN_SUCCEEDED,
+        actor_id=user.id,
+        entity_type="session",
+        entity_id=auth_session.id,
+        data={"user_id": str(user.id), "mfa": auth_session.mfa, "ip": ip},
+    )
+    return await _issue(session, keyring, user, auth_session)
+
+
+async def mark_revoked(redis: Redis, session_id: uuid.UUID) -> None:
+    await redis.set(REVOKED_SESSION_KEY.format(session_id), "1", ex=REVOCATION_TTL_SECONDS)
+
+
+async def _revoke(
+    session: AsyncSession,
+    redis: Redis,
+    auth_session: AuthSession,
+    *,
+    reason: str,
+    actor_id: uuid.UUID | None,
+) -> None:
+    if auth_session.revoked_at is None:
+        auth_session.revoked_at = utcnow()
+        auth_session.revoked_reason = reason
+        session.add(auth_session)
+        await session.flush()
+        await trail.security_event(
+            session,
+            trail.SESSION_REVOKED,
+            actor_id=actor_id,
+            entity_type="session",
+            entity_id=auth_session.id,
+            data={"user_id": str(auth_session.user_id), "reason": reason},
+        )
+    await mark_revoked(redis, auth_session.id)
+
+
+async def refresh(
+    session: AsyncSession, redis: Redis, keyring: KeyRing, *, refresh_token: str
+) -> IssuedTokens | DomainError:
+    """Rotate: the presented token is spent and a new pair issued; a spent token revokes the whole family."""
+    row = (
+        await session.exec(
+            select(RefreshToken).where(RefreshToken.token_hash == _hash_token(refresh_token)).with_for_update()
+        )
+    ).first()
+    if row is None:
+        return InvalidRefreshToken("Unknown refresh token.")
+    auth_session = await session.get(AuthSession, row.session_id, with_for_update=True)
+    assert auth_session is not None
+    if row.rotated_at is not None:
+        await trail.security_event(
+            session,
+            trail.REFRESH_REUSE_DETECTED,
+            actor_id=None,
+            entity_type="session",
+            entity_id=auth_session.id,
+            data={"user_id": str(auth_session.user_id), "refresh_token_id": str(row.id)},
+        )
+        await _revoke(session, redis, auth_session, reason="refresh_token_reuse", actor_id=None)
+        return RefreshTokenReused("This refresh token was already used; the session has been revoked.")
+    if auth_session.revoked_at is not None:
+        return InvalidRefreshToken("The session has ended.")
+    if row.expires_at <= utcnow():
+        return InvalidRefreshToken("The refresh token has expired.")
+    row.rotated_at = utcnow()
+    session.add(row)
+    auth_session.last_seen_at = utcnow()
+    session.add(auth_session)
+    user = await get_user(session, auth_session.user_id)
+    return await _issue(session, keyring, user, auth_session)
+
+
+async def upgrade_to_mfa(
+    session: AsyncSession, keyring: KeyRing, *, session_id: uuid.UUID | None
+) -> IssuedTokens | None:
+    """After TOTP enrolment the current session has proven both factors: mark it and issue MFA tokens."""
+    if session_id is None:
+        return None
+    auth_session = await session.get(AuthSession, session_id, with_for_update=True)
+    if auth_session is None or auth_session.revoked_at is not None:
+        return None
+    auth_session.mfa = True
+    session.add(auth_session)
+    user = await get_user(session, auth_session.user_id)
+    return await _issue(session, keyring, user, auth_session)
+
+
+async def revoke_session(
+    session: AsyncSession, redis: Redis, *, user_id: uuid.UUID, session_id: uuid.UUID, reason: str = "user"
+) -> None:
+    """End one of the caller's own sessions (another user's looks like it does not exist)."""
+    auth_session = await session.get(AuthSession, session_id, with_for_update=True)
+    if auth_session is None or auth_session.user_id != user_id:
+        raise NotFound(f"session {session_id} does not exist")
+    await _revoke(session, redis, auth_session, reason=reason, actor_id=user_id)
+
+
+async def list_sessions(session: AsyncSession, *, user_id: uuid.UUID, current: uuid.UUID | None) -> list[SessionRead]:
+    rows = (
+        await session.exec(
+            select(AuthSession)
+            .where(AuthSession.user_id == user_id, col(AuthSession.revoked_at).is_(None))
+            .order_by(col(AuthSession.last_seen_at).desc())
+            .limit(100)
+        )
+    ).all()
+    return [
+        SessionRead(
+            id=s.id,
+            user_agent=s.user_agent,
+            ip=s.ip,
+            mfa=s.mfa,
+            created_at=s.created_at,
+            last_seen_at=s.last_seen_at,
+            current=s.id == current,
+        )
+        for s in rows
+    ]

@@ -1,0 +1,50 @@
+"""Security events: every one goes to the audit trail and, through the outbox, to `pap.identity`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from events import topics
+from events.outbox import record_event
+from services.admin import record_audit
+
+SOURCE = "/pap/identity"
+
+USER_REGISTERED = "identity.user.registered"
+REGISTRATION_EXISTING_EMAIL = "identity.user.registration_existing_email"
+LOGIN_SUCCEEDED = "identity.login.succeeded"
+LOGIN_FAILED = "identity.login.failed"
+LOGIN_THROTTLED = "identity.login.throttled"
+MFA_ENROLLED = "identity.mfa.enrolled"
+SESSION_REVOKED = "identity.session.revoked"
+ROLES_CHANGED = "identity.roles.changed"
+REFRESH_REUSE_DETECTED = "identity.refresh.reuse_detected"
+ADMIN_BOOTSTRAPPED = "identity.admin.bootstrapped"
+
+
+async def security_event(
+    session: AsyncSession,
+    action: str,
+    *,
+    actor_id: uuid.UUID | None,
+    entity_type: str,
+    entity_id: uuid.UUID | str | None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    payload = {"actor_id": str(actor_id) if actor_id else None, **(data or {})}
+    await record_audit(
+        session, actor_id=actor_id, action=action, entity_type=entity_type, entity_id=entity_id, data=data or {}
+    )
+    key = str(entity_id) if entity_id is not None else "anonymous"
+    await record_event(
+        session,
+        topic=topics.IDENTITY,
+        key=key,
+        type=action,
+        source=SOURCE,
+        subject=key,
+        data=payload,
+    )
