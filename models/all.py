@@ -1,6 +1,17 @@
 """Imports every table module so `SQLModel.metadata` is complete (for Alembic and tests)."""
 
-from models import admin, companies, diagnostics, documents, holdings, identity, payments, platform, profiles
+from models import (
+    admin,
+    companies,
+    diagnostics,
+    documents,
+    holdings,
+    identity,
+    marketplace,
+    payments,
+    platform,
+    profiles,
+)
 
 __all__ = [
     "admin",
@@ -9,6 +20,7 @@ __all__ = [
     "documents",
     "holdings",
     "identity",
+    "marketplace",
     "payments",
     "platform",
     "profiles",

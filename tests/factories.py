@@ -1,8 +1,8 @@
 """Test data through the real API: users (optionally with roles and MFA) and verified buyers.
 
-    user = await register_and_login(api)                                   # an investor
-    dm = await register_and_login(api, roles=["deal_manager"], admin_headers=token_for(uuid4(), Role.ADMIN))
-    buyer = await make_verified_buyer(api, compliance_headers=token_for(uuid4(), Role.COMPLIANCE))
+user = await register_and_login(api)                                   # an investor
+dm = await register_and_login(api, roles=["deal_manager"], admin_headers=token_for(uuid4(), Role.ADMIN))
+buyer = await make_verified_buyer(api, compliance_headers=token_for(uuid4(), Role.COMPLIANCE))
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ class TestUser:
 
 
 def _ok(response: httpx.Response, *expected: int) -> Any:
-    assert response.status_code in (expected or (200,)), f"{response.request.url}: {response.status_code} {response.text}"
+    assert response.status_code in (expected or (200,)), (
+        f"{response.request.url}: {response.status_code} {response.text}"
+    )
     return response.json() if response.content else None
 
 

@@ -131,7 +131,9 @@ async def test_refresh_rotates_and_reuse_revokes_the_whole_family(api: httpx.Asy
     assert reused.status_code == 401
     assert problem_type(reused) == "refresh-token-reused"
     # every token of the family is dead: the newest refresh token and the access tokens
-    assert (await api.post("/v1/auth/refresh", json={"refresh_token": second.json()["refresh_token"]})).status_code == 401
+    assert (
+        await api.post("/v1/auth/refresh", json={"refresh_token": second.json()["refresh_token"]})
+    ).status_code == 401
     assert (await api.get("/v1/me", headers=bearer(second.json()["access_token"]))).status_code == 401
     assert (await api.get("/v1/me", headers=user.headers)).status_code == 401
 
@@ -231,7 +233,9 @@ async def test_ip_throttling_after_twenty_failures(api: httpx.AsyncClient, redis
     assert int(throttled.headers["Retry-After"]) > 0
 
 
-async def test_privileged_role_needs_mfa_before_privileged_endpoints(api: httpx.AsyncClient, token_for: Headers) -> None:
+async def test_privileged_role_needs_mfa_before_privileged_endpoints(
+    api: httpx.AsyncClient, token_for: Headers
+) -> None:
     admin = token_for(uuid.uuid4(), Role.ADMIN)
     officer = await register_and_login(api, roles=["compliance"], admin_headers=admin, enrol_mfa=False)
     refused = await api.get("/v1/admin/audit/verify", headers=officer.headers)
@@ -288,7 +292,11 @@ async def test_security_events_reach_the_audit_trail_and_kafka(
     assert {"identity.user.registered", "identity.login.failed"} <= await actions()
 
     async def events() -> list[Any]:
-        return [e for _, e in await read_topic(settings.require("kafka_bootstrap"), "pap.identity") if e.subject == str(user.id)]
+        return [
+            e
+            for _, e in await read_topic(settings.require("kafka_bootstrap"), "pap.identity")
+            if e.subject == str(user.id)
+        ]
 
     found = await eventually(events, lambda es: len(es) >= 2, timeout=20, what="identity events on Kafka")
     assert {"identity.user.registered", "identity.login.failed"} <= {e.type for e in found}

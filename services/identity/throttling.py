@@ -50,7 +50,9 @@ async def check_login_allowed(redis: Redis, *, email: str, ip: str) -> None:
 async def record_login_failure(redis: Redis, *, email: str, ip: str) -> None:
     async with redis.pipeline(transaction=True) as pipe:
         for key in (_account(email), _ip(ip)):
-            pipe.set(key, 0, ex=WINDOW_SECONDS, nx=True)  # the window starts at the first failure (Redis 6 has no EXPIRE NX)
+            pipe.set(
+                key, 0, ex=WINDOW_SECONDS, nx=True
+            )  # the window starts at the first failure (Redis 6 has no EXPIRE NX)
             pipe.incr(key)
         await pipe.execute()
 
