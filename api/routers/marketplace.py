@@ -129,7 +129,7 @@ async def _owned_live_order(sessions: SessionsDep, principal: Principal, order_i
         raise marketplace.OrderNotFound(f"No order {order_id}.")
     if order.status not in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
         error = marketplace.OrderNotCancellable if action == "cancel" else marketplace.OrderNotAmendable
-        raise error(f"The order is {order.status.value}.", status=order.status.value)
+        raise error(f"The order is {order.status.value}.", order_status=order.status.value)
     return order
 
 

@@ -61,7 +61,7 @@ async def cancel_order(
     if user_id is not None and order.user_id != user_id:
         raise OrderNotFound(f"No order {order_id}.")
     if not is_live(order):
-        raise OrderNotCancellable(f"The order is {order.status}.", status=order.status)
+        raise OrderNotCancellable(f"The order is {order.status}.", order_status=order.status)
     await _close(session, order, OrderStatus.CANCELLED, reason, ORDER_CANCELLED)
     return OrderOutcome(order_read(order))
 
@@ -91,7 +91,7 @@ async def amend_order(
     if order.user_id != user_id:
         raise OrderNotFound(f"No order {order_id}.")
     if not is_live(order):
-        raise OrderNotAmendable(f"The order is {order.status}.", status=order.status)
+        raise OrderNotAmendable(f"The order is {order.status}.", order_status=order.status)
     new_quantity = order.quantity if quantity is None else quantity
     check_quantity(new_quantity)
     if new_quantity <= order.filled_quantity:
