@@ -52,19 +52,32 @@ def fill_allowed(order: BookOrder, quantity: int) -> bool:
 
 
 def match_incoming(incoming: BookOrder, resting: Iterable[BookOrder]) -> list[Match]:
-    """The fills of `incoming` against `resting` (any order, any side), best price-time first."""
+    """The fills of `incoming` against `resting` (any order, any side), best price-time first.
+
+    A resting order skipped for a `min_quantity` may become fillable once the incoming
+    order's remainder shrinks (a fill that completes it), so passes repeat until none fills.
+    """
+    left = {o.id: o.remaining for o in resting if crosses(incoming, o) and o.remaining > 0}
+    candidates = sorted((o for o in resting if o.id in left), key=priority_key)
     remaining = incoming.remaining
     matches: list[Match] = []
-    for other in sorted((o for o in resting if crosses(incoming, o) and o.remaining > 0), key=priority_key):
-        if remaining == 0:
-            break
-        if other.user_id == incoming.user_id:
-            continue
-        quantity = min(remaining, other.remaining)
-        if not fill_allowed(replace(incoming, remaining=remaining), quantity) or not fill_allowed(other, quantity):
-            continue
-        matches.append(Match(resting_id=other.id, quantity=quantity, price=other.price))
-        remaining -= quantity
+    progress = True
+    while progress and remaining:
+        progress = False
+        for other in candidates:
+            if remaining == 0:
+                break
+            if other.user_id == incoming.user_id or left[other.id] == 0:
+                continue
+            quantity = min(remaining, left[other.id])
+            if not fill_allowed(replace(incoming, remaining=remaining), quantity) or not fill_allowed(
+                replace(other, remaining=left[other.id]), quantity
+            ):
+                continue
+            matches.append(Match(resting_id=other.id, quantity=quantity, price=other.price))
+            remaining -= quantity
+            left[other.id] -= quantity
+            progress = True
     return matches
 
 
