@@ -253,6 +253,8 @@ class OrderWorkflowInput(BaseModel):
     status: OrderStatus
     filled_quantity: int = 0
     expires_at: datetime | None = None
+    index: bool = True
+    """Upsert search attributes (False only where none are registered, e.g. the time-skipping test server)."""
 
 
 class OrderRef(BaseModel):

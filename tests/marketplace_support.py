@@ -34,7 +34,9 @@ async def seller_with_shares(
     """An investor who declared `quantity` shares, verified by compliance, through the API."""
     user_id = uuid.uuid4()
     headers = token_for(user_id, Role.INVESTOR)
-    holding = await api.post("/v1/holdings", json={"security_id": str(security_id), "quantity": quantity}, headers=headers)
+    holding = await api.post(
+        "/v1/holdings", json={"security_id": str(security_id), "quantity": quantity}, headers=headers
+    )
     assert holding.status_code == 201, holding.text
     verified = await api.post(
         f"/v1/holdings/{holding.json()['id']}/verify", headers=token_for(uuid.uuid4(), Role.COMPLIANCE)
@@ -75,7 +77,9 @@ async def marketplace_events_of(sessions: SessionFactory, user_id: uuid.UUID) ->
     async with transaction(sessions) as session:
         value = (
             await session.execute(
-                text("select count(*) from platform.outbox_event where type like 'marketplace.order.%' and data->>'user_id' = :u"),
+                text(
+                    "select count(*) from platform.outbox_event where type like 'marketplace.order.%' and data->>'user_id' = :u"
+                ),
                 {"u": str(user_id)},
             )
         ).scalar_one()
@@ -92,6 +96,4 @@ async def orders_of(sessions: SessionFactory, user_id: uuid.UUID) -> int:
 
 async def trades_of_security(sessions: SessionFactory, security_id: uuid.UUID) -> list[Trade]:
     async with transaction(sessions) as session:
-        return list(
-            (await session.execute(select(Trade).where(col(Trade.security_id) == security_id))).scalars()
-        )
+        return list((await session.execute(select(Trade).where(col(Trade.security_id) == security_id))).scalars())

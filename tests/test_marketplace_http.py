@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import Client
 
 from pap.db import SessionFactory
 from pap.settings import Settings
@@ -39,7 +43,12 @@ async def get_order(api: httpx.AsyncClient, headers: dict[str, str], order_id: s
 
 
 async def test_crossing_bid_fills_the_listing_records_the_trade_and_publishes_events(
-    api: httpx.AsyncClient, token_for: Headers, sessions: SessionFactory, settings: Settings, buyer: TestUser
+    api: httpx.AsyncClient,
+    token_for: Headers,
+    sessions: SessionFactory,
+    settings: Settings,
+    buyer: TestUser,
+    temporal_client: Client,
 ) -> None:
     _, security_id = await new_security(sessions)
     seller_id, seller = await seller_with_shares(api, token_for, security_id, 500)
@@ -72,20 +81,32 @@ async def test_crossing_bid_fills_the_listing_records_the_trade_and_publishes_ev
 
     published = await eventually(
         events,
-        lambda es: {"marketplace.order.created", "marketplace.trade.matched", "marketplace.book.changed"}
-        <= {e.type for _, e in es},
+        lambda es: (
+            {"marketplace.order.created", "marketplace.trade.matched", "marketplace.book.changed"}
+            <= {e.type for _, e in es}
+        ),
         timeout=30,
         what="marketplace events on Kafka",
     )
     assert all(key == str(security_id).encode() for key, _ in published)
     matched = next(e for _, e in published if e.type == "marketplace.trade.matched")
-    assert matched.data["trade_id"] == str(trade.id) and matched.data["price"] == {"amount": "10.0000", "currency": "USD"}
+    assert matched.data["trade_id"] == str(trade.id) and matched.data["price"] == {
+        "amount": "10.0000",
+        "currency": "USD",
+    }
     created = [e.data for _, e in published if e.type == "marketplace.order.created"]
     assert {c["order_id"] for c in created} == {sell["id"], buy["id"]}
     expected = {"order_id", "user_id", "security_id", "company_id", "side", "quantity", "filled_quantity"}
     assert expected | {"remaining_quantity", "limit_price", "status", "time_in_force", "expires_at"} <= set(created[0])
     last_book = [e for _, e in published if e.type == "marketplace.book.changed"][-1]
     assert last_book.data["asks"] == [] and last_book.data["bids"] == []
+
+    # The resting sell order's workflow heard of its fill and finished as filled.
+    handle = temporal_client.get_workflow_handle(sell["workflow_id"])
+    assert await asyncio.wait_for(handle.result(), timeout=30) == "filled"
+    if os.environ.get("PAP_RECORD_HISTORIES"):
+        history = await handle.fetch_history()
+        (Path(__file__).parent / "histories" / "OrderLifecycle--filled-by-match.json").write_text(history.to_json())
 
 
 async def test_partial_fill_leaves_the_remainder_on_the_book_and_listings_show_it(
@@ -201,5 +222,7 @@ async def test_gtd_order_is_accepted_with_a_future_expiry(
     _, security_id = await new_security(sessions)
     _, seller = await seller_with_shares(api, token_for, security_id, 10)
     expires = (datetime.now(UTC) + timedelta(days=3)).isoformat()
-    sell = await place(api, seller, order_body(security_id, "sell", 10, "5.00", time_in_force="gtd", expires_at=expires))
+    sell = await place(
+        api, seller, order_body(security_id, "sell", 10, "5.00", time_in_force="gtd", expires_at=expires)
+    )
     assert sell["time_in_force"] == "gtd" and sell["expires_at"] is not None

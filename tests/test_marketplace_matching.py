@@ -121,7 +121,9 @@ def test_min_quantity_blocks_small_fills_unless_they_complete_the_order() -> Non
     assert [(t.buy_id, t.quantity) for t in trades] == [("c", 60)]
     assert book["a"].remaining == 40
     # 40 left < min 50: a fill of all 40 completes the order, so it is allowed.
-    trades, _ = run_stream([*stream, BookOrder(id="d", user_id="b3", side="buy", price=Decimal(10), remaining=40, priority=4)])
+    trades, _ = run_stream(
+        [*stream, BookOrder(id="d", user_id="b3", side="buy", price=Decimal(10), remaining=40, priority=4)]
+    )
     assert trades[-1].quantity == 40
 
 
@@ -197,7 +199,11 @@ async def test_thirty_concurrent_orders_never_double_fill_or_lose_reservations(
     await assert_book_consistent(sessions, security_id)
 
 
-@given(st.lists(st.tuples(st.sampled_from([0, 1, 2, 3]), st.integers(1, 30), st.integers(98, 102)), min_size=1, max_size=12))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0, 1, 2, 3]), st.integers(1, 30), st.integers(98, 102)), min_size=1, max_size=12
+    )
+)
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
 async def test_random_orders_in_postgres_keep_fills_trades_and_reservations_consistent(
     sessions: SessionFactory, buyers: list[TestUser], steps: list[tuple[int, int, int]]

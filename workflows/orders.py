@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -44,7 +44,7 @@ class OrderLifecycle:
 
     @workflow.run
     async def run(self, params: OrderWorkflowInput) -> OrderStatus:
-        workflow.upsert_search_attributes(
+        self._upsert(
             [
                 ORDER_STATUS.value_set(self._status.value),
                 SECURITY_ID.value_set(str(params.security_id)),
@@ -85,7 +85,11 @@ class OrderLifecycle:
         self._filled_quantity = order.filled_quantity
         if order.status != self._status:
             self._status = order.status
-            workflow.upsert_search_attributes([ORDER_STATUS.value_set(order.status.value)])
+            self._upsert([ORDER_STATUS.value_set(order.status.value)])
+
+    def _upsert(self, updates: list[SearchAttributeUpdate[Any]]) -> None:
+        if self._params.index:
+            workflow.upsert_search_attributes(updates)
 
     @workflow.signal(name="order_filled")
     def order_filled(self, fill: OrderFilled) -> None:
