@@ -21,7 +21,6 @@ from pap.telemetry import configure
 from services.identity import ensure_bootstrap_admin
 from services.identity.tokens import KeyRing
 
-
 log = structlog.get_logger(__name__)
 
 

@@ -1,4 +1,4 @@
-"""Profiles tables (investor profile, KYC checks, accreditations) and the types passed to API, services and workflows."""
+"""Profiles tables (profile, KYC checks, accreditations) and the types passed to API, services and workflows."""
 
 from __future__ import annotations
 
@@ -219,6 +219,8 @@ class KycWorkflowInput(BaseModel):
     country: str
     tax_id_last4: str
     provider_timeout_seconds: float = KYC_PROVIDER_TIMEOUT.total_seconds()
+    index_status: bool = True
+    """Upsert the `KycStatus` search attribute (off only where the server cannot register it: time-skipping tests)."""
 
 
 class KycCheckRequest(BaseModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import timedelta
 
@@ -51,14 +50,18 @@ class KycWorkflow:
             retry_policy=_RETRY,
         )
         self.status = status
-        workflow.upsert_search_attributes([KYC_STATUS.value_set(status)])
+        self._index()
+
+    def _index(self) -> None:
+        if self.params.index_status:
+            workflow.upsert_search_attributes([KYC_STATUS.value_set(self.status)])
 
     @workflow.run
     async def run(self, params: KycWorkflowInput) -> str:
-        workflow.upsert_search_attributes([KYC_STATUS.value_set("pending")])
+        self._index()
         await workflow.execute_activity_method(
             ProfilesActivities.kyc_request_check,
-            KycCheckRequest(**params.model_dump(exclude={"provider_timeout_seconds"})),
+            KycCheckRequest(**params.model_dump(exclude={"provider_timeout_seconds", "index_status"})),
             start_to_close_timeout=_TIMEOUT,
             retry_policy=_RETRY,
         )
@@ -66,7 +69,7 @@ class KycWorkflow:
             await workflow.wait_condition(
                 lambda: self.result is not None, timeout=timedelta(seconds=params.provider_timeout_seconds)
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._set(params, "manual_review", "The KYC provider did not answer in time.")
             await workflow.wait_condition(lambda: self.decision is not None or self.result is not None)
         if self.decision is not None:

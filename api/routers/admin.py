@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from api.deps import SessionDep
 from api.auth import require
+from api.deps import SessionDep
 from models.admin import AuditEntryRead, AuditPage, VerifyResult
 from models.identity import RolesUpdate, UserRead
 from services import admin, identity

@@ -1,4 +1,4 @@
-"""Admin context: the append-only, hash-chained audit log and cross-context operations views such as reconciliation."""
+"""Admin context: the append-only, hash-chained audit log (compliance holds and review queues come later)."""
 
 from services.admin.audit import list_audit, record_audit, verify_chain
 
