@@ -78,7 +78,8 @@ async def marketplace_events_of(sessions: SessionFactory, user_id: uuid.UUID) ->
         value = (
             await session.execute(
                 text(
-                    "select count(*) from platform.outbox_event where type like 'marketplace.order.%' and data->>'user_id' = :u"
+                    "select count(*) from platform.outbox_event "
+                    "where type like 'marketplace.order.%' and data->>'user_id' = :u"
                 ),
                 {"u": str(user_id)},
             )
