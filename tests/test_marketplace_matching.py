@@ -141,17 +141,16 @@ async def assert_book_consistent(sessions: SessionFactory, security_id: uuid.UUI
     async with transaction(sessions) as session:
         orders = list((await session.execute(select(Order).where(col(Order.security_id) == security_id))).scalars())
         trades = list((await session.execute(select(Trade).where(col(Trade.security_id) == security_id))).scalars())
-        reserved: dict[uuid.UUID, int] = dict(
-            (
-                await session.execute(
-                    text(
-                        "select owner_id, sum(quantity - released_quantity - consumed_quantity) "
-                        "from holdings.reservation where security_id = :s group by owner_id"
-                    ),
-                    {"s": security_id},
-                )
-            ).tuples()
-        )
+        rows = (
+            await session.execute(
+                text(
+                    "select owner_id, sum(quantity - released_quantity - consumed_quantity) "
+                    "from holdings.reservation where security_id = :s group by owner_id"
+                ),
+                {"s": security_id},
+            )
+        ).all()
+        reserved: dict[uuid.UUID, int] = {row[0]: int(row[1]) for row in rows}
     by_id = {o.id: o for o in orders}
     traded: dict[uuid.UUID, int] = defaultdict(int)
     for trade in trades:
