@@ -71,8 +71,9 @@ class DealActivities:
             eligibility = await profiles.buyer_eligibility(session, check.buyer_id)
             if not eligibility.eligible:
                 reasons += [f"buyer: {r}" for r in eligibility.reasons] or ["buyer is not eligible"]
+            reference = await _seller_reservation(session, check.deal_id, check.reservation_reference)
             try:
-                reservation = await holdings.get_reservation(session, check.reservation_reference)
+                reservation = await holdings.get_reservation(session, reference)
             except holdings.ReservationNotFound:
                 reservation = None
             if reservation is None or reservation.outstanding_quantity < check.quantity:
@@ -212,7 +213,7 @@ class DealActivities:
             deal = await deals.get_deal(session, request.deal_id)
             transfer = await holdings.consume_reservation_and_transfer(
                 session,
-                reference=deal.reservation_reference,
+                reference=await _seller_reservation(session, deal.id, deal.reservation_reference),
                 buyer_id=request.buyer_id,
                 quantity=deal.quantity,
                 price=Money(amount=deal.price_amount, currency=deal.currency),
@@ -256,6 +257,12 @@ class DealActivities:
                 subject=str(deal.id),
                 data={"deal_id": str(deal.id), "replaced_buyer_id": ref.reason, "buyer_id": str(deal.company_id)},
             )
+
+
+async def _seller_reservation(session: AsyncSession, deal_id: uuid.UUID, recorded: str) -> str:
+    """Where the seller's shares are reserved now: a sell order's reservation moves when the order is amended."""
+    orders = await marketplace.order_for_deal(session, deal_id)
+    return orders.seller_reservation_reference if orders and orders.seller_reservation_reference else recorded
 
 
 def _signers_for(

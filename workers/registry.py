@@ -8,13 +8,15 @@ from typing import Any
 
 from activities.deals import DealActivities
 from activities.diagnostics import DiagnosticsActivities
+from activities.marketplace import MarketplaceActivities
 from activities.profiles import ProfilesActivities
 from pap.resources import Resources
 from workflows.deals import DealExecutionWorkflow
 from workflows.diagnostics import EchoWorkflow
+from workflows.orders import OrderLifecycle
 from workflows.profiles import AccreditationWorkflow, KycWorkflow
 
-WORKFLOWS: list[type] = [EchoWorkflow, KycWorkflow, AccreditationWorkflow, DealExecutionWorkflow]
+WORKFLOWS: list[type] = [EchoWorkflow, KycWorkflow, AccreditationWorkflow, OrderLifecycle, DealExecutionWorkflow]
 
 
 def activity_methods(instance: object) -> list[Callable[..., Any]]:
@@ -30,5 +32,6 @@ def build_activities(resources: Resources) -> list[Callable[..., Any]]:
     return [
         *activity_methods(DiagnosticsActivities(resources.sessions)),
         *activity_methods(ProfilesActivities(resources.sessions, resources.settings)),
+        *activity_methods(MarketplaceActivities(resources.sessions, resources.settings)),
         *activity_methods(DealActivities(resources.sessions, resources.store)),
     ]

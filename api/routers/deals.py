@@ -26,7 +26,6 @@ from models.deals import (
     DealRead,
     DealStage,
     DealState,
-    DealWorkflowInput,
     FrozenTransferPolicy,
     IssuerDecisionInput,
     IssuerDecisionRequest,
@@ -93,25 +92,9 @@ async def create_brokered_deal(
             reservation_reference=reference,
             created_by=principal.user_id,
         )
-    await start_deal(temporal, workflow_input(deal), settings.task_queue)
+    await start_deal(temporal, deals.workflow_input(deal), settings.task_queue)
     async with sessions() as session:
         return await _read(session, deal)
-
-
-def workflow_input(deal: Deal) -> DealWorkflowInput:
-    return DealWorkflowInput(
-        deal_id=deal.id,
-        security_id=deal.security_id,
-        company_id=deal.company_id,
-        seller_id=deal.seller_id,
-        buyer_id=deal.buyer_id,
-        quantity=deal.quantity,
-        price=Money(amount=deal.price_amount, currency=deal.currency),
-        policy=FrozenTransferPolicy.model_validate(deal.policy),
-        reservation_reference=deal.reservation_reference,
-        buy_order_id=deal.buy_order_id,
-        sell_order_id=deal.sell_order_id,
-    )
 
 
 @router.get("")

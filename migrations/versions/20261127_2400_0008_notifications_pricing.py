@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision: str = '0008_notifications_pricing'
-down_revision: str | Sequence[str] | None = '0006_documents'
+down_revision: str | Sequence[str] | None = '0007_marketplace'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,6 +1,6 @@
 """The deals context: the deal aggregate, its projection and timeline, and who may see it."""
 
-from services.deals.lifecycle import create_deal, record_stage
+from services.deals.lifecycle import create_deal, record_stage, workflow_input
 from services.deals.queries import deal_for_viewer, get_deal, list_deals, timeline
 
-__all__ = ["create_deal", "deal_for_viewer", "get_deal", "list_deals", "record_stage", "timeline"]
+__all__ = ["create_deal", "deal_for_viewer", "get_deal", "list_deals", "record_stage", "timeline", "workflow_input"]

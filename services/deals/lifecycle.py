@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from events import topics
 from events.outbox import record_event
 from models.base import Money, utcnow
-from models.deals import Deal, DealStage, DealTimelineEntry, FrozenTransferPolicy, StageChange
+from models.deals import Deal, DealStage, DealTimelineEntry, DealWorkflowInput, FrozenTransferPolicy, StageChange
 from services.deals.errors import InvalidDeal
 
 SOURCE = "/pap/deals"
@@ -141,6 +141,23 @@ async def record_stage(session: AsyncSession, change: StageChange) -> bool:
                 data=data,
             )
     return True
+
+
+def workflow_input(deal: Deal) -> DealWorkflowInput:
+    """What DealExecution starts with: the deal's terms and its frozen transfer policy."""
+    return DealWorkflowInput(
+        deal_id=deal.id,
+        security_id=deal.security_id,
+        company_id=deal.company_id,
+        seller_id=deal.seller_id,
+        buyer_id=deal.buyer_id,
+        quantity=deal.quantity,
+        price=Money(amount=deal.price_amount, currency=deal.currency),
+        policy=FrozenTransferPolicy.model_validate(deal.policy),
+        reservation_reference=deal.reservation_reference,
+        buy_order_id=deal.buy_order_id,
+        sell_order_id=deal.sell_order_id,
+    )
 
 
 def _deal_data(deal: Deal) -> dict[str, object]:

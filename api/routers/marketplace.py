@@ -1,0 +1,197 @@
+"""`/v1/orders`, `/v1/securities/{id}/book`, `/v1/listings`: placing and managing orders, reading the market."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, status
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.auth import CurrentUser, require
+from api.deps import SessionDep, SessionsDep, SettingsDep, TemporalDep
+from models.marketplace import (
+    AmendOrderInput,
+    CancelOrderInput,
+    ListingPage,
+    OrderBook,
+    OrderCreate,
+    OrderPage,
+    OrderRead,
+    OrderStatus,
+    OrderUpdate,
+    OrderWorkflowInput,
+)
+from pap.db import transaction
+from services import companies, holdings, marketplace
+from services.errors import Conflict, DomainError, InvalidInput, NotFound
+from services.identity.permissions import Permission
+from services.identity.tokens import Principal
+from services.marketplace.after_commit import after_commit
+from services.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from temporal.ids import order_workflow_id
+from temporal.search_attributes import ORDER_STATUS, SECURITY_ID, SIDE
+from workflows.orders import OrderLifecycle
+
+router = APIRouter(tags=["marketplace"])
+Trader = Annotated[Principal, Depends(require(Permission.ORDERS_PLACE))]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+Cursor = Annotated[str | None, Query(max_length=500)]
+
+_KNOWN: dict[str, type[DomainError]] = {
+    **marketplace.MARKETPLACE_ERRORS,
+    holdings.InsufficientShares.type: holdings.InsufficientShares,
+}
+_BY_STATUS: dict[int, type[DomainError]] = {404: NotFound, 409: Conflict, 422: InvalidInput}
+
+
+def _rejection(error: WorkflowUpdateFailedError) -> DomainError:
+    """The domain error an Update validator or its activity refused with, rebuilt for the problem handler."""
+    cause = error.cause
+    if not isinstance(cause, ApplicationError):
+        return Conflict("The order could not be changed.")
+    details: dict[str, Any] = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+    cls = _KNOWN.get(cause.type or "")
+    if cls is None:
+        base = _BY_STATUS.get(int(details.get("status", 409)), Conflict)
+        cls = type(
+            "WorkflowRejection", (base,), {"type": cause.type or base.type, "title": details.get("title", base.title)}
+        )
+    return cls(cause.message, errors=details.get("errors"))
+
+
+def _workflow_input(order: OrderRead) -> OrderWorkflowInput:
+    return OrderWorkflowInput(
+        order_id=order.id,
+        user_id=order.user_id,
+        security_id=order.security_id,
+        side=order.side,
+        status=order.status,
+        filled_quantity=order.filled_quantity,
+        expires_at=order.expires_at,
+    )
+
+
+async def _start_lifecycle(client: Client, order: OrderRead, task_queue: str) -> None:
+    await client.start_workflow(
+        OrderLifecycle.run,
+        _workflow_input(order),
+        id=order_workflow_id(order.id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(ORDER_STATUS, order.status.value),
+                SearchAttributePair(SECURITY_ID, str(order.security_id)),
+                SearchAttributePair(SIDE, order.side.value),
+            ]
+        ),
+    )
+
+
+@router.post("/v1/orders", status_code=status.HTTP_201_CREATED)
+async def place_order(
+    body: OrderCreate, principal: Trader, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep
+) -> OrderRead:
+    async with transaction(sessions) as session:
+        outcome = await marketplace.place_order(session, principal.user_id, body)
+    await _start_lifecycle(client, outcome.order, settings.task_queue)
+    await after_commit(client, outcome, task_queue=settings.task_queue)
+    return outcome.order
+
+
+@router.get("/v1/orders")
+async def list_orders(
+    principal: CurrentUser,
+    session: SessionDep,
+    status: OrderStatus | None = None,
+    security_id: uuid.UUID | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> OrderPage:
+    return await marketplace.list_orders(
+        session, principal, status=status, security_id=security_id, limit=limit, cursor=cursor
+    )
+
+
+@router.get("/v1/orders/{order_id}")
+async def get_order(order_id: uuid.UUID, principal: CurrentUser, session: SessionDep) -> OrderRead:
+    return await marketplace.get_order_for(session, principal, order_id)
+
+
+async def _owned_live_order(sessions: SessionsDep, principal: Principal, order_id: uuid.UUID, action: str) -> OrderRead:
+    async with transaction(sessions) as session:
+        order = await marketplace.get_order(session, order_id)
+    if order.user_id != principal.user_id:
+        raise marketplace.OrderNotFound(f"No order {order_id}.")
+    if order.status not in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
+        error = marketplace.OrderNotCancellable if action == "cancel" else marketplace.OrderNotAmendable
+        raise error(f"The order is {order.status.value}.", order_status=order.status.value)
+    return order
+
+
+async def _update(
+    client: Client, order: OrderRead, task_queue: str, update: str, arg: CancelOrderInput | AmendOrderInput
+) -> OrderRead:
+    handle = client.get_workflow_handle(order_workflow_id(order.id))
+    for attempt in range(2):
+        try:
+            result: OrderRead = await handle.execute_update(update, arg, result_type=OrderRead)
+            return result
+        except WorkflowUpdateFailedError as error:
+            raise _rejection(error) from error
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND or attempt:
+                raise
+            # The workflow never started (the API stopped right after commit): start it, then retry.
+            await _start_lifecycle(client, order, task_queue)
+    raise AssertionError("unreachable")
+
+
+@router.post("/v1/orders/{order_id}/cancel")
+async def cancel_order(
+    order_id: uuid.UUID, principal: CurrentUser, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep
+) -> OrderRead:
+    order = await _owned_live_order(sessions, principal, order_id, "cancel")
+    return await _update(
+        client, order, settings.task_queue, "cancel", CancelOrderInput(order_id=order_id, user_id=principal.user_id)
+    )
+
+
+@router.patch("/v1/orders/{order_id}")
+async def amend_order(
+    order_id: uuid.UUID,
+    body: OrderUpdate,
+    principal: CurrentUser,
+    sessions: SessionsDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+) -> OrderRead:
+    order = await _owned_live_order(sessions, principal, order_id, "amend")
+    changes = body.model_dump(exclude_unset=True)
+    request = AmendOrderInput(order_id=order_id, user_id=principal.user_id, **changes)
+    return await _update(client, order, settings.task_queue, "amend", request)
+
+
+@router.get("/v1/securities/{security_id}/book")
+async def order_book(security_id: uuid.UUID, _: CurrentUser, session: SessionDep) -> OrderBook:
+    await companies.get_security(session, security_id)
+    return await marketplace.order_book(session, security_id)
+
+
+@router.get("/v1/listings")
+async def list_listings(
+    _: CurrentUser,
+    session: SessionDep,
+    company_id: uuid.UUID | None = None,
+    sector: Annotated[str | None, Query(max_length=100)] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> ListingPage:
+    return await marketplace.list_listings(
+        session, company_id=company_id, sector=sector, q=q, limit=limit, cursor=cursor
+    )

@@ -1,0 +1,51 @@
+"""Marketplace context: orders, the per-security book, matching, trades. Other contexts call these."""
+
+from services.marketplace.book import order_book
+from services.marketplace.deal_hooks import (
+    best_resting_bid,
+    on_deal_cancelled,
+    on_deal_closed,
+    order_for_deal,
+    take_backup_bid,
+)
+from services.marketplace.errors import (
+    MARKETPLACE_ERRORS,
+    BuyerNotEligible,
+    OrderNotAmendable,
+    OrderNotCancellable,
+    OrderNotFound,
+)
+from services.marketplace.lifecycle import amend_order, cancel_order, expire_order
+from services.marketplace.listings import list_listings
+from services.marketplace.orders import (
+    OrderOutcome,
+    get_order,
+    get_order_for,
+    list_orders,
+    order_reference,
+    place_order,
+)
+
+__all__ = [
+    "MARKETPLACE_ERRORS",
+    "BuyerNotEligible",
+    "OrderNotAmendable",
+    "OrderNotCancellable",
+    "OrderNotFound",
+    "OrderOutcome",
+    "amend_order",
+    "best_resting_bid",
+    "cancel_order",
+    "expire_order",
+    "get_order",
+    "get_order_for",
+    "list_listings",
+    "list_orders",
+    "on_deal_cancelled",
+    "on_deal_closed",
+    "order_book",
+    "order_for_deal",
+    "order_reference",
+    "place_order",
+    "take_backup_bid",
+]

@@ -1,0 +1,36 @@
+"""What happens once an order change has committed: deals start, filled resting orders hear of it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import structlog
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from models.marketplace import OrderFilled
+from services.marketplace.orders import OrderOutcome
+from temporal.ids import order_workflow_id
+from temporal.starters import start_deal
+
+ORDER_FILLED_SIGNAL = "order_filled"
+log = structlog.get_logger(__name__)
+
+
+async def _signal(client: Client, order_id: uuid.UUID) -> None:
+    """Best effort: the workflow re-reads the order; a finished (or not yet started) workflow needs nothing."""
+    try:
+        await client.get_workflow_handle(order_workflow_id(order_id)).signal(
+            ORDER_FILLED_SIGNAL, OrderFilled(order_id=order_id)
+        )
+    except RPCError as error:
+        log.info("order workflow not signalled", order_id=str(order_id), error=str(error))
+
+
+async def after_commit(client: Client, outcome: OrderOutcome, *, task_queue: str) -> None:
+    """Start a deal per trade and signal the resting orders that were filled (both safe to repeat)."""
+    await asyncio.gather(
+        *(start_deal(client, params, task_queue) for params in outcome.deals),
+        *(_signal(client, order_id) for order_id in outcome.touched_order_ids),
+    )

@@ -1,0 +1,190 @@
+"""What the deals context calls on the marketplace while it executes a trade (all idempotent per deal)."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.base import Money, utcnow
+from models.marketplace import (
+    LIVE_STATUSES,
+    BidCandidate,
+    DealOrders,
+    Fill,
+    FillStatus,
+    Order,
+    OrderStatus,
+    Side,
+    Trade,
+    TradeStatus,
+)
+from services import holdings
+from services.marketplace.book import emit_book_changed
+from services.marketplace.common import (
+    ORDER_CANCELLED,
+    TRADE_CANCELLED,
+    TRADE_SETTLED,
+    emit_order,
+    emit_trade,
+    fill_status,
+    is_live,
+    load_order,
+    lock_order,
+    lock_security,
+    money,
+    order_change_event,
+    order_read,
+    trade_read,
+)
+from services.marketplace.errors import BidNotAvailable, OrderNotFound
+from services.marketplace.match_ops import add_fill
+
+
+async def _trade(session: AsyncSession, deal_id: uuid.UUID, *, for_update: bool = False) -> Trade | None:
+    query = select(Trade).where(col(Trade.deal_id) == deal_id)
+    if for_update:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return (await session.execute(query)).scalars().first()
+
+
+async def best_resting_bid(
+    session: AsyncSession,
+    *,
+    security_id: uuid.UUID,
+    min_price: Money,
+    quantity: int,
+    exclude_user_ids: set[uuid.UUID],
+) -> BidCandidate | None:
+    """The best live bid at or above `min_price` that can take `quantity` whole (a deal's backup buyer)."""
+    remaining = col(Order.quantity) - col(Order.filled_quantity)
+    query = (
+        select(Order)
+        .where(
+            col(Order.security_id) == security_id,
+            col(Order.side) == Side.BUY.value,
+            col(Order.status).in_([s.value for s in LIVE_STATUSES]),
+            col(Order.limit_price_currency) == min_price.currency,
+            col(Order.limit_price_amount) >= min_price.amount,
+            remaining >= quantity,
+        )
+        .order_by(col(Order.limit_price_amount).desc(), col(Order.priority))
+        .limit(100)
+    )
+    if exclude_user_ids:
+        query = query.where(col(Order.user_id).not_in(list(exclude_user_ids)))
+    for order in (await session.execute(query)).scalars():
+        left = order.quantity - order.filled_quantity
+        if order.min_quantity is None or quantity >= order.min_quantity or quantity == left:
+            return BidCandidate(
+                order_id=order.id,
+                user_id=order.user_id,
+                security_id=order.security_id,
+                limit_price=money(order.limit_price_amount, order.limit_price_currency),
+                remaining_quantity=left,
+            )
+    return None
+
+
+async def take_backup_bid(session: AsyncSession, *, order_id: uuid.UUID, deal_id: uuid.UUID, quantity: int) -> None:
+    """Mark `quantity` of a live bid filled by `deal_id` (a second call for the same deal does nothing)."""
+    order = await lock_order(session, order_id)
+    existing = (
+        (await session.execute(select(Fill).where(col(Fill.deal_id) == deal_id, col(Fill.order_id) == order_id)))
+        .scalars()
+        .first()
+    )
+    if existing is not None:
+        return
+    if order.side != Side.BUY.value or not is_live(order) or quantity <= 0:
+        raise BidNotAvailable(f"Order {order_id} is not a live bid.")
+    if quantity > order.quantity - order.filled_quantity:
+        raise BidNotAvailable(f"Order {order_id} has only {order.quantity - order.filled_quantity} shares left.")
+    add_fill(session, order, deal_id, quantity)
+    await session.flush()
+    await emit_order(session, order_change_event(order), order)
+    await emit_book_changed(session, order.security_id)
+
+
+async def on_deal_closed(session: AsyncSession, *, deal_id: uuid.UUID) -> None:
+    """The deal settled: the trade is settled (the orders need nothing more). Idempotent."""
+    trade = await _trade(session, deal_id, for_update=True)
+    if trade is None or trade.status != TradeStatus.MATCHED.value:
+        return
+    trade.status = TradeStatus.SETTLED.value
+    trade.closed_at = utcnow()
+    session.add(trade)
+    await session.flush()
+    await emit_trade(session, TRADE_SETTLED, trade)
+
+
+async def on_deal_cancelled(session: AsyncSession, *, deal_id: uuid.UUID, reason: str) -> None:
+    """The deal failed: every fill it took is given back once.
+
+    A live order gets the quantity back on the book (a sell keeps those shares reserved);
+    a closed order releases a sell's shares and, if it was `filled`, becomes `cancelled`.
+    """
+    trade = await _trade(session, deal_id, for_update=True)
+    fills_query = select(Fill).where(col(Fill.deal_id) == deal_id, col(Fill.status) == FillStatus.ACTIVE.value)
+    fills = list((await session.execute(fills_query)).scalars())
+    if not fills and (trade is None or trade.status == TradeStatus.CANCELLED.value):
+        return
+    security_id = trade.security_id if trade else (await load_order(session, fills[0].order_id)).security_id
+    await lock_security(session, security_id)
+    fills = list((await session.execute(fills_query.with_for_update())).scalars())
+    for fill in sorted(fills, key=lambda f: str(f.order_id)):
+        order = await load_order(session, fill.order_id, for_update=True)
+        await _give_back(session, order, fill, deal_id, reason)
+    if trade is not None and trade.status != TradeStatus.CANCELLED.value:
+        trade.status = TradeStatus.CANCELLED.value
+        trade.closed_at = utcnow()
+        session.add(trade)
+        await session.flush()
+        await emit_trade(session, TRADE_CANCELLED, trade)
+    await emit_book_changed(session, security_id)
+
+
+async def _give_back(session: AsyncSession, order: Order, fill: Fill, deal_id: uuid.UUID, reason: str) -> None:
+    live = is_live(order)
+    if not live and order.side == Side.SELL.value and order.reservation_reference:
+        await holdings.release_reservation(
+            session, order.reservation_reference, fill.quantity, idempotency_key=f"deal-cancelled:{deal_id}"
+        )
+    fill.status = FillStatus.GIVEN_BACK.value
+    session.add(fill)
+    order.filled_quantity -= fill.quantity
+    if live:
+        order.status = fill_status(order)
+    elif order.status == OrderStatus.FILLED.value:
+        order.status = OrderStatus.CANCELLED.value
+        order.status_reason = f"deal cancelled: {reason}"[:200]
+    order.updated_at = utcnow()
+    session.add(order)
+    await session.flush()
+    await emit_order(session, ORDER_CANCELLED if not live else order_change_event(order), order)
+
+
+async def order_for_deal(session: AsyncSession, deal_id: uuid.UUID) -> DealOrders | None:
+    """The trade behind a deal with its buy and sell orders, and where the seller's shares are reserved."""
+    trade = await _trade(session, deal_id)
+    if trade is None:
+        return None
+    try:
+        buy = await load_order(session, trade.buy_order_id)
+        sell = await load_order(session, trade.sell_order_id)
+    except OrderNotFound:
+        return None
+    backups = (
+        await session.execute(
+            select(col(Fill.order_id)).where(col(Fill.deal_id) == deal_id, col(Fill.order_id) != trade.buy_order_id)
+        )
+    ).scalars()
+    return DealOrders(
+        trade=trade_read(trade),
+        buy_order=order_read(buy),
+        sell_order=order_read(sell),
+        seller_reservation_reference=sell.reservation_reference,
+        backup_buy_order_ids=[oid for oid in backups if oid != trade.sell_order_id],
+    )

@@ -1,0 +1,132 @@
+"""Running the matching engine against one security's locked book and persisting its trades.
+
+Called inside the transaction that placed or amended the incoming order, after
+`lock_security`, so matching is serialized per security and a retried transaction
+either did everything or nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.base import Money, utcnow
+from models.deals import DealWorkflowInput, FrozenTransferPolicy
+from models.marketplace import LIVE_STATUSES, Fill, Order, Side, Trade, TradeRead
+from services.marketplace.common import TRADE_MATCHED, emit_order, emit_trade, fill_status, order_change_event
+from services.marketplace.common import trade_read as to_trade_read
+from services import companies, deals
+from services.marketplace.matching import BookOrder, match_incoming
+
+MAX_CANDIDATES = 500
+
+
+@dataclass
+class MatchOutcome:
+    trades: list[TradeRead] = field(default_factory=list)
+    touched_order_ids: list[uuid.UUID] = field(default_factory=list)
+    """Resting orders that got filled (their workflows are signalled after commit)."""
+    deals: list[DealWorkflowInput] = field(default_factory=list)
+    """The deals the trades created (their workflows start after commit)."""
+
+
+def book_order(order: Order) -> BookOrder:
+    return BookOrder(
+        id=order.id,
+        user_id=order.user_id,
+        side=order.side,
+        price=order.limit_price_amount,
+        remaining=order.quantity - order.filled_quantity,
+        priority=order.priority,
+        min_quantity=order.min_quantity,
+    )
+
+
+async def crossing_resting_orders(session: AsyncSession, incoming: Order) -> list[Order]:
+    other = Side.SELL.value if incoming.side == Side.BUY.value else Side.BUY.value
+    price = col(Order.limit_price_amount)
+    query = select(Order).where(
+        col(Order.security_id) == incoming.security_id,
+        col(Order.side) == other,
+        col(Order.status).in_([s.value for s in LIVE_STATUSES]),
+        col(Order.limit_price_currency) == incoming.limit_price_currency,
+        col(Order.id) != incoming.id,
+    )
+    if incoming.side == Side.BUY.value:
+        query = query.where(price <= incoming.limit_price_amount).order_by(price.asc(), col(Order.priority))
+    else:
+        query = query.where(price >= incoming.limit_price_amount).order_by(price.desc(), col(Order.priority))
+    query = query.limit(MAX_CANDIDATES).with_for_update().execution_options(populate_existing=True)
+    return list((await session.execute(query)).scalars())
+
+
+def add_fill(session: AsyncSession, order: Order, deal_id: uuid.UUID, quantity: int) -> None:
+    session.add(Fill(deal_id=deal_id, order_id=order.id, quantity=quantity))
+    order.filled_quantity += quantity
+    order.status = fill_status(order)
+    order.updated_at = utcnow()
+    session.add(order)
+
+
+async def _deal_for(session: AsyncSession, trade: Trade, sell: Order) -> DealWorkflowInput:
+    """The trade's deal, with the company's transfer policy frozen as it is now."""
+    policy = await companies.transfer_policy_for_security(session, trade.security_id)
+    deal = await deals.create_deal(
+        session,
+        deal_id=trade.deal_id,
+        security_id=trade.security_id,
+        company_id=trade.company_id,
+        seller_id=trade.seller_id,
+        buyer_id=trade.buyer_id,
+        quantity=trade.quantity,
+        price=Money(amount=trade.price_amount, currency=trade.price_currency),
+        source="matched",
+        policy=FrozenTransferPolicy.model_validate(policy.model_dump()),
+        reservation_reference=sell.reservation_reference or f"order:{sell.id}",
+        buy_order_id=trade.buy_order_id,
+        sell_order_id=trade.sell_order_id,
+    )
+    return deals.workflow_input(deal)
+
+
+async def match_order(session: AsyncSession, incoming: Order) -> MatchOutcome:
+    """Cross `incoming` (already saved, security locked) with the resting book; save trades, fills, events."""
+    outcome = MatchOutcome()
+    if incoming.filled_quantity >= incoming.quantity:
+        return outcome
+    resting = {order.id: order for order in await crossing_resting_orders(session, incoming)}
+    matches = match_incoming(book_order(incoming), [book_order(o) for o in resting.values()])
+    for match in matches:
+        other = resting[uuid.UUID(str(match.resting_id))]
+        buy, sell = (incoming, other) if incoming.side == Side.BUY.value else (other, incoming)
+        trade_id = uuid.uuid4()
+        trade = Trade(
+            id=trade_id,
+            deal_id=trade_id,
+            security_id=incoming.security_id,
+            company_id=incoming.company_id,
+            buy_order_id=buy.id,
+            sell_order_id=sell.id,
+            buyer_id=buy.user_id,
+            seller_id=sell.user_id,
+            quantity=match.quantity,
+            price_amount=match.price,
+            price_currency=incoming.limit_price_currency,
+        )
+        session.add(trade)
+        add_fill(session, buy, trade_id, match.quantity)
+        add_fill(session, sell, trade_id, match.quantity)
+        await session.flush()
+        await emit_trade(session, TRADE_MATCHED, trade)
+        outcome.deals.append(await _deal_for(session, trade, sell))
+        await emit_order(session, order_change_event(other), other)
+        outcome.trades.append(to_trade_read(trade))
+        if other.id not in outcome.touched_order_ids:
+            outcome.touched_order_ids.append(other.id)
+    if matches:
+        await emit_order(session, order_change_event(incoming), incoming)
+    return outcome
