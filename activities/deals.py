@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
+from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from events import topics
@@ -31,8 +32,6 @@ from models.deals import (
 from models.documents import DealTerms, DocumentKind, DocumentStatus, Party, SignerSpec
 from pap.db import SessionFactory, transaction
 from pap.storage import ObjectStore
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from services import companies, deals, documents, holdings, marketplace, payments, profiles
 from services.admin.audit import record_audit
 from services.identity.users import get_user

@@ -13,7 +13,9 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -33,6 +35,7 @@ from models.documents import DocumentDeclined, DocumentKind, DocumentSigned
 from models.payments import PaymentReceived
 from pap.db import SessionFactory, transaction
 from pap.settings import Settings
+from pap.stack import binaries
 from pap.storage import LocalObjectStore
 from services import deals, documents, holdings, payments
 from tests.deal_support import Parties, TokenFor, brokered_deal, parties
@@ -41,6 +44,16 @@ from workers.registry import activity_methods
 from workflows.deals import DealExecutionWorkflow
 
 pytestmark = pytest.mark.usefixtures("platform")
+
+
+@pytest.fixture
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server per test: a deal left waiting by one test never holds another's clock."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(binaries.temporal_test_server()), data_converter=pydantic_data_converter
+    )
+    yield env
+    await env.shutdown()
 
 
 @pytest.fixture
@@ -111,6 +124,18 @@ async def fund(
     )
 
 
+async def update_and_finish(
+    handle: WorkflowHandle[DealExecutionWorkflow, DealStage], name: str, argument: object
+) -> DealStage:
+    """Send a long-running Update (settle, cancel) and wait for the workflow's end.
+
+    The time-skipping server loses the result of an Update that outlives many
+    workflow tasks, so tests wait for acceptance and then for the workflow.
+    """
+    await handle.start_update(name, argument, wait_for_stage=WorkflowUpdateStage.ACCEPTED, result_type=DealState)
+    return await handle.result()
+
+
 async def available(sessions: SessionFactory, p: Parties) -> int:
     async with sessions() as session:
         return await holdings.available_shares(session, p.seller.id, p.security_id)
@@ -142,11 +167,8 @@ async def test_happy_path_moves_money_and_shares_once(
     await at_stage(handle, DealStage.AWAITING_FUNDING)
     await fund(sessions, handle, params, people.buyer.id)
     await at_stage(handle, DealStage.SETTLING)
-    done = await handle.execute_update(
-        DealExecutionWorkflow.confirm_settlement, SettlementConfirmation(actor_id=params.company_id)
-    )
-    assert done.stage is DealStage.CLOSED
-    assert await handle.result() is DealStage.CLOSED
+    done = await update_and_finish(handle, "confirm_settlement", SettlementConfirmation(actor_id=params.company_id))
+    assert done is DealStage.CLOSED
     assert await escrow(sessions, params.deal_id) == 0
     async with sessions() as session:
         assert await holdings.available_shares(session, people.buyer.id, people.security_id) == 100
@@ -195,9 +217,7 @@ async def test_rofr_exercise_puts_the_company_in_the_buyers_place(
     await at_stage(handle, DealStage.AWAITING_FUNDING)
     await fund(sessions, handle, params, params.company_id)
     await at_stage(handle, DealStage.SETTLING)
-    await handle.execute_update(
-        DealExecutionWorkflow.confirm_settlement, SettlementConfirmation(actor_id=params.company_id)
-    )
+    await update_and_finish(handle, "confirm_settlement", SettlementConfirmation(actor_id=params.company_id))
     assert await handle.result() is DealStage.CLOSED
     async with sessions() as session:
         assert await holdings.available_shares(session, params.company_id, people.security_id) == 100
@@ -329,16 +349,16 @@ async def test_manual_cancel_at_each_stage_compensates(
     if stage is DealStage.SETTLING:
         await fund(sessions, handle, params, people.buyer.id)
     await at_stage(handle, stage)
-    result = await handle.execute_update(
-        DealExecutionWorkflow.cancel, CancelInput(reason="deal manager stopped it", actor_id=uuid.uuid4())
+    result = await update_and_finish(
+        handle, "cancel", CancelInput(reason="deal manager stopped it", actor_id=uuid.uuid4())
     )
-    assert result.stage is DealStage.CANCELLED
+    assert result is DealStage.CANCELLED
     assert await escrow(sessions, params.deal_id) == 0
     assert await available(sessions, people) == 1_000
     async with sessions() as session:
         assert (await payments.trial_balance(session)).ledger_balanced
-    with pytest.raises(WorkflowUpdateFailedError):  # nothing left to cancel
-        await handle.execute_update(DealExecutionWorkflow.cancel, CancelInput(reason="again", actor_id=uuid.uuid4()))
+    with pytest.raises(RPCError):  # the workflow has finished: nothing left to cancel
+        await handle.execute_update("cancel", CancelInput(reason="again", actor_id=uuid.uuid4()), result_type=DealState)
 
 
 async def test_a_compliance_hold_pauses_the_deal_until_lifted(

@@ -99,6 +99,7 @@ class DealExecutionWorkflow:
             await self._settlement()
         except DealCancelledError as cancelled:
             await self._compensate(cancelled)
+        await workflow.wait_condition(workflow.all_handlers_finished)  # answer pending Updates before closing
         return self.stage
 
     async def _confirm_participants(self) -> None:

@@ -17,9 +17,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.base import Money, utcnow
 from models.deals import DealWorkflowInput, FrozenTransferPolicy
 from models.marketplace import LIVE_STATUSES, Fill, Order, Side, Trade, TradeRead
+from services import companies, deals
 from services.marketplace.common import TRADE_MATCHED, emit_order, emit_trade, fill_status, order_change_event
 from services.marketplace.common import trade_read as to_trade_read
-from services import companies, deals
 from services.marketplace.matching import BookOrder, match_incoming
 
 MAX_CANDIDATES = 500
