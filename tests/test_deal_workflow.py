@@ -262,9 +262,8 @@ async def test_a_second_issuer_decision_is_refused_by_the_validator(
     with pytest.raises(WorkflowUpdateFailedError):
         await handle.execute_update(DealExecutionWorkflow.decide, decision)
     with pytest.raises(WorkflowUpdateFailedError):
-        await handle.execute_update(
-            DealExecutionWorkflow.confirm_settlement, SettlementConfirmation(actor_id=params.company_id)
-        )
+        confirmation = SettlementConfirmation(actor_id=params.company_id)
+        await handle.execute_update("confirm_settlement", confirmation, result_type=DealState)
 
 
 async def test_a_declined_signature_cancels_the_deal(
