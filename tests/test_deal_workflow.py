@@ -261,8 +261,8 @@ async def test_a_second_issuer_decision_is_refused_by_the_validator(
     await handle.execute_update(DealExecutionWorkflow.decide, decision)
     with pytest.raises(WorkflowUpdateFailedError):
         await handle.execute_update(DealExecutionWorkflow.decide, decision)
+    confirmation = SettlementConfirmation(actor_id=params.company_id)
     with pytest.raises(WorkflowUpdateFailedError):
-        confirmation = SettlementConfirmation(actor_id=params.company_id)
         await handle.execute_update("confirm_settlement", confirmation, result_type=DealState)
 
 
