@@ -39,6 +39,7 @@ from pap.stack import binaries
 from pap.storage import LocalObjectStore
 from services import deals, documents, holdings, payments
 from tests.deal_support import Parties, TokenFor, brokered_deal, parties
+from tests.histories.record import save_if_recording
 from tests.support import eventually
 from workers.registry import activity_methods
 from workflows.deals import DealExecutionWorkflow
@@ -191,6 +192,7 @@ async def test_rofr_lapse_counts_as_waiver_when_the_policy_says_so(
     await time_skipping_env.sleep(timedelta(days=31))
     await at_stage(handle, DealStage.AWAITING_SIGNATURES)
     assert (await state(handle)).issuer_decision is IssuerDecision.WAIVE
+    await save_if_recording(time_skipping_env.client, f"deal-{params.deal_id}", "DealExecution--rofr-lapse-waiver")
 
 
 async def test_rofr_lapse_cancels_when_issuer_approval_is_required(
@@ -224,6 +226,9 @@ async def test_rofr_exercise_puts_the_company_in_the_buyers_place(
         assert await holdings.available_shares(session, people.buyer.id, people.security_id) == 0
         kinds = {d.kind for d in await documents.list_deal_documents(session, params.deal_id)}
     assert DocumentKind.JOINDER.value not in kinds  # the company joins nothing
+    await save_if_recording(
+        time_skipping_env.client, f"deal-{params.deal_id}", "DealExecution--rofr-exercise-substitutes"
+    )
 
 
 async def test_rofr_exercise_cancels_when_the_policy_does_not_substitute(
@@ -281,6 +286,7 @@ async def test_a_declined_signature_cancels_the_deal(
     )
     assert await handle.result() is DealStage.CANCELLED
     assert await available(sessions, people) == 1_000
+    await save_if_recording(time_skipping_env.client, f"deal-{params.deal_id}", "DealExecution--signature-declined")
 
 
 async def test_the_signature_deadline_cancels_after_reminders(
@@ -329,6 +335,7 @@ async def test_funding_deadline_without_a_backup_bid_cancels_and_refunds_partial
     assert (await state(handle)).defaulted_buyers == [people.buyer.id]
     assert await escrow(sessions, params.deal_id) == 0
     assert await available(sessions, people) == 1_000
+    await save_if_recording(time_skipping_env.client, f"deal-{params.deal_id}", "DealExecution--funding-deadline")
 
 
 @pytest.mark.parametrize(
@@ -358,6 +365,9 @@ async def test_manual_cancel_at_each_stage_compensates(
         assert (await payments.trial_balance(session)).ledger_balanced
     with pytest.raises(RPCError):  # the workflow has finished: nothing left to cancel
         await handle.execute_update("cancel", CancelInput(reason="again", actor_id=uuid.uuid4()), result_type=DealState)
+    await save_if_recording(
+        time_skipping_env.client, f"deal-{params.deal_id}", f"DealExecution--cancel-at-{stage.value}"
+    )
 
 
 async def test_a_compliance_hold_pauses_the_deal_until_lifted(
@@ -381,3 +391,4 @@ async def test_a_compliance_hold_pauses_the_deal_until_lifted(
     assert (await state(handle)).stage is DealStage.AWAITING_ISSUER  # no transfer documents while held
     await handle.signal(DealExecutionWorkflow.lift_hold, hold)
     await at_stage(handle, DealStage.AWAITING_SIGNATURES)
+    await save_if_recording(time_skipping_env.client, f"deal-{params.deal_id}", "DealExecution--compliance-hold")

@@ -7,12 +7,14 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import Client
 
 from pap.db import SessionFactory
 from pap.settings import Settings
 from services.identity.permissions import Role
 from tests.deal_support import Parties, TokenFor, parties
 from tests.factories import register_and_login
+from tests.histories.record import save_if_recording
 from tests.support import eventually, read_topic
 
 
@@ -43,7 +45,7 @@ async def sign_pending(api: httpx.AsyncClient, deal_id: str, people: Parties, ki
 
 
 async def test_brokered_deal_closes_with_money_and_shares_moved_once(
-    api: httpx.AsyncClient, people: Parties, settings: Settings
+    api: httpx.AsyncClient, people: Parties, settings: Settings, temporal_client: Client
 ) -> None:
     created = await api.post(
         "/v1/deals",
@@ -95,6 +97,7 @@ async def test_brokered_deal_closes_with_money_and_shares_moved_once(
     assert reconciliation["shares_conserved"] is True
     assert deal_id not in {e["deal_id"] for e in reconciliation["open_escrow"]}
 
+    await save_if_recording(temporal_client, f"deal-{deal_id}", "DealExecution--brokered-closed")
     events = await read_topic(settings.require("kafka_bootstrap"), "pap.deals")
     mine = [e.type for key, e in events if key == deal_id.encode()]
     assert "deals.created" in mine and mine[-1] == "deals.closed"

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
+
+from temporalio.client import Client
 
 from temporal.client import connect
 
@@ -28,3 +31,10 @@ async def record(workflow_id: str, stem: str) -> Path:
 
 if __name__ == "__main__":
     print(asyncio.run(record(sys.argv[1], sys.argv[2])))
+
+
+async def save_if_recording(client: Client, workflow_id: str, stem: str) -> None:
+    """Under `PAP_RECORD_HISTORIES=1` tests save the histories of the paths they drive (re-record after a change)."""
+    if os.environ.get("PAP_RECORD_HISTORIES"):
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        (HERE / f"{stem}.json").write_text(history.to_json())
