@@ -103,6 +103,74 @@ async def test_brokered_deal_closes_with_money_and_shares_moved_once(
     assert "deals.created" in mine and mine[-1] == "deals.closed"
 
 
+async def drive_to_closed(api: httpx.AsyncClient, deal_id: str, people: Parties) -> dict[str, Any]:
+    """Every human step of a deal, over HTTP, as the participants would do it."""
+    await deal_at(api, deal_id, people.manager, "awaiting_issuer")
+    await sign_pending(api, deal_id, people, {"stock_transfer_notice"})
+    decision = await api.post(f"/v1/deals/{deal_id}/issuer-decision", json={"decision": "waive"}, headers=people.issuer)
+    assert decision.status_code == 200, decision.text
+    await deal_at(api, deal_id, people.manager, "awaiting_signatures")
+    await sign_pending(api, deal_id, people, {"stock_transfer_agreement", "joinder"})
+    await deal_at(api, deal_id, people.buyer.headers, "awaiting_funding")
+    instructions = (await api.post(f"/v1/deals/{deal_id}/funding", headers=people.buyer.headers)).json()
+    assert (await api.post(f"/v1/sandbox/payments/{instructions['payment_id']}/settle", json={})).status_code == 202
+    await deal_at(api, deal_id, people.issuer, "settling")
+    confirmed = await api.post(f"/v1/deals/{deal_id}/settlement/confirm", headers=people.issuer)
+    assert confirmed.status_code == 200, confirmed.text
+    return await deal_at(api, deal_id, people.seller.headers, "closed")
+
+
+async def test_crossing_orders_become_a_deal_that_settles_the_trade(
+    api: httpx.AsyncClient, people: Parties, settings: Settings
+) -> None:
+    order = {"security_id": str(people.security_id), "quantity": 40, "time_in_force": "gtc"}
+    price = {"amount": "15.00", "currency": "USD"}
+    sell = await api.post(
+        "/v1/orders", json=order | {"side": "sell", "limit_price": price}, headers=people.seller.headers
+    )
+    assert sell.status_code == 201, sell.text
+    buy = await api.post("/v1/orders", json=order | {"side": "buy", "limit_price": price}, headers=people.buyer.headers)
+    assert buy.status_code == 201, buy.text
+
+    found = (await api.get(f"/v1/deals?order_id={sell.json()['id']}", headers=people.seller.headers)).json()["items"]
+    assert len(found) == 1
+    deal = found[0]
+    assert (deal["source"], deal["quantity"], deal["buyer_id"]) == ("matched", 40, str(people.buyer.id))
+    assert deal["workflow_id"] == f"deal-{deal['id']}"
+
+    closed = await drive_to_closed(api, deal["id"], people)
+    assert closed["stage"] == "closed"
+    assert (await api.get(f"/v1/orders/{sell.json()['id']}", headers=people.seller.headers)).json()[
+        "status"
+    ] == "filled"
+    buyer_positions = (await api.get("/v1/holdings", headers=people.buyer.headers)).json()["items"]
+    assert sum(h["quantity"] for h in buyer_positions) == 40
+    seller_positions = (await api.get("/v1/holdings", headers=people.seller.headers)).json()["items"]
+    assert sum(h["quantity"] for h in seller_positions) == 960
+    assert sum(h["reserved_quantity"] for h in seller_positions) == 0
+    reconciliation = (await api.get("/v1/admin/reconciliation", headers=people.compliance)).json()
+    assert reconciliation["ledger_balanced"] and reconciliation["shares_conserved"]
+
+    async def notifications(headers: dict[str, str]) -> list[dict[str, Any]]:
+        return (await api.get("/v1/notifications", headers=headers)).json()["items"]  # type: ignore[no-any-return]
+
+    for user in (people.seller, people.buyer):
+        items = await eventually(
+            lambda user=user: notifications(user.headers),  # type: ignore[misc]
+            lambda n: any("closed" in (i["title"] + i["body"]).lower() for i in n),
+            timeout=60,
+            what="deal closed notification",
+        )
+        assert items
+    prices = await eventually(
+        lambda: api.get(f"/v1/securities/{people.security_id}/prices?interval=1d", headers=people.buyer.headers),
+        lambda r: r.status_code == 200 and bool(r.json()),
+        timeout=60,
+        what="the closed trade in the price history",
+    )
+    assert prices.json()[-1]["close"].startswith("15")
+
+
 async def test_strangers_see_neither_the_deal_nor_its_documents(
     api: httpx.AsyncClient, people: Parties, token_for: TokenFor
 ) -> None:
