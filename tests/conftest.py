@@ -96,6 +96,17 @@ async def api(platform: EmbeddedStack) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture(scope="session")
+async def ops_api(
+    platform: EmbeddedStack, token_for: Callable[..., dict[str, str]]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client acting as an admin with MFA (ops diagnostics, privileged reads)."""
+    port = platform.settings.api_port
+    headers = token_for(uuid.uuid4(), Role.ADMIN)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=headers) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
 def keyring(state_dir: Path, stack: EmbeddedStack) -> KeyRing:
     """The API's signing keys, for minting tokens of test principals."""
     return KeyRing.load(state_dir / "keys")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import httpx
+
+from services.identity.permissions import Role
 
 
 async def test_liveness_and_readiness_report_every_component(api: httpx.AsyncClient) -> None:
@@ -29,6 +32,12 @@ async def test_openapi_document_is_served(api: httpx.AsyncClient) -> None:
     assert "/v1/_diagnostics/echo" in document["paths"]
 
 
+async def test_the_diagnostic_is_for_ops_only(api: httpx.AsyncClient, token_for: Callable[..., dict[str, str]]) -> None:
+    assert (await api.post("/v1/_diagnostics/echo", json={"message": "x"})).status_code == 401
+    investor = token_for(uuid.uuid4(), Role.INVESTOR)
+    assert (await api.post("/v1/_diagnostics/echo", json={"message": "x"}, headers=investor)).status_code == 403
+
+
 async def test_unknown_path_is_a_problem_document(api: httpx.AsyncClient) -> None:
     response = await api.get("/v1/nothing-here")
     assert response.status_code == 404
@@ -37,8 +46,8 @@ async def test_unknown_path_is_a_problem_document(api: httpx.AsyncClient) -> Non
     assert body["type"].endswith("/not-found") and body["status"] == 404 and body["title"]
 
 
-async def test_malformed_json_is_a_422_problem_not_a_500(api: httpx.AsyncClient) -> None:
-    response = await api.post(
+async def test_malformed_json_is_a_422_problem_not_a_500(ops_api: httpx.AsyncClient, api: httpx.AsyncClient) -> None:
+    response = await ops_api.post(
         "/v1/_diagnostics/echo", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert response.status_code == 422
@@ -46,46 +55,52 @@ async def test_malformed_json_is_a_422_problem_not_a_500(api: httpx.AsyncClient)
     assert response.json()["errors"]
 
 
-async def test_validation_errors_name_the_field(api: httpx.AsyncClient) -> None:
-    response = await api.post("/v1/_diagnostics/echo", json={"message": "", "delay_seconds": -1})
+async def test_validation_errors_name_the_field(ops_api: httpx.AsyncClient, api: httpx.AsyncClient) -> None:
+    response = await ops_api.post("/v1/_diagnostics/echo", json={"message": "", "delay_seconds": -1})
     assert response.status_code == 422
     fields = {error["field"] for error in response.json()["errors"]}
     assert fields == {"message", "delay_seconds"}
 
 
-async def test_request_id_is_echoed_or_generated(api: httpx.AsyncClient) -> None:
+async def test_request_id_is_echoed_or_generated(ops_api: httpx.AsyncClient, api: httpx.AsyncClient) -> None:
     mine = await api.get("/health/live", headers={"X-Request-ID": "trace-me-123"})
     assert mine.headers["X-Request-ID"] == "trace-me-123"
     generated = await api.get("/health/live")
     assert len(generated.headers["X-Request-ID"]) == 32
-    problem = await api.get("/v1/_diagnostics/echo/not-a-uuid", headers={"X-Request-ID": "abc"})
+    problem = await ops_api.get("/v1/_diagnostics/echo/not-a-uuid", headers={"X-Request-ID": "abc"})
     assert problem.json()["request_id"] == "abc"
 
 
-async def test_same_idempotency_key_and_body_replays_the_first_response(api: httpx.AsyncClient) -> None:
+async def test_same_idempotency_key_and_body_replays_the_first_response(
+    ops_api: httpx.AsyncClient, api: httpx.AsyncClient
+) -> None:
     key = str(uuid.uuid4())
     body = {"message": "pay once"}
-    first = await api.post("/v1/_diagnostics/echo", json=body, headers={"Idempotency-Key": key})
-    second = await api.post("/v1/_diagnostics/echo", json=body, headers={"Idempotency-Key": key})
+    first = await ops_api.post("/v1/_diagnostics/echo", json=body, headers={"Idempotency-Key": key})
+    second = await ops_api.post("/v1/_diagnostics/echo", json=body, headers={"Idempotency-Key": key})
     assert first.status_code == second.status_code == 201
     assert second.json()["id"] == first.json()["id"]
     assert second.headers["Idempotent-Replayed"] == "true"
 
 
-async def test_same_idempotency_key_with_another_body_is_a_conflict(api: httpx.AsyncClient) -> None:
+async def test_same_idempotency_key_with_another_body_is_a_conflict(
+    ops_api: httpx.AsyncClient, api: httpx.AsyncClient
+) -> None:
     key = str(uuid.uuid4())
-    await api.post("/v1/_diagnostics/echo", json={"message": "a"}, headers={"Idempotency-Key": key})
-    response = await api.post("/v1/_diagnostics/echo", json={"message": "b"}, headers={"Idempotency-Key": key})
+    await ops_api.post("/v1/_diagnostics/echo", json={"message": "a"}, headers={"Idempotency-Key": key})
+    response = await ops_api.post("/v1/_diagnostics/echo", json={"message": "b"}, headers={"Idempotency-Key": key})
     assert response.status_code == 409
     assert response.json()["type"].endswith("/idempotency-key-reused")
 
 
-async def test_idempotency_keys_are_scoped_per_caller(api: httpx.AsyncClient) -> None:
+async def test_idempotency_keys_are_scoped_per_caller(
+    ops_api: httpx.AsyncClient, token_for: Callable[..., dict[str, str]]
+) -> None:
     key = str(uuid.uuid4())
     body = {"message": "same key, other caller"}
-    first = await api.post("/v1/_diagnostics/echo", json=body, headers={"Idempotency-Key": key})
-    other = await api.post(
-        "/v1/_diagnostics/echo", json=body, headers={"Idempotency-Key": key, "Authorization": "Bearer other"}
+    first = await ops_api.post("/v1/_diagnostics/echo", json=body, headers={"Idempotency-Key": key})
+    other = await ops_api.post(
+        "/v1/_diagnostics/echo", json=body, headers={"Idempotency-Key": key, **token_for(uuid.uuid4(), Role.ADMIN)}
     )
     assert other.status_code == 201
     assert other.json()["id"] != first.json()["id"]

@@ -16,9 +16,9 @@ from tests.support import eventually, read_topic
 
 
 async def test_echo_crosses_every_component(
-    api: httpx.AsyncClient, temporal_client: Client, settings: Settings
+    ops_api: httpx.AsyncClient, api: httpx.AsyncClient, temporal_client: Client, settings: Settings
 ) -> None:
-    created = await api.post("/v1/_diagnostics/echo", json={"message": "hello platform"})
+    created = await ops_api.post("/v1/_diagnostics/echo", json={"message": "hello platform"})
     assert created.status_code == 201
     echo = created.json()
     assert echo["status"] == "received"
@@ -27,7 +27,7 @@ async def test_echo_crosses_every_component(
     assert result == "processed"
 
     async def current() -> dict[str, Any]:
-        return (await api.get(f"/v1/_diagnostics/echo/{echo['id']}")).json()  # type: ignore[no-any-return]
+        return (await ops_api.get(f"/v1/_diagnostics/echo/{echo['id']}")).json()  # type: ignore[no-any-return]
 
     consumed = await eventually(current, lambda e: e["consumed_at"] is not None, what="consumer confirmation")
     assert consumed["status"] == "consumed"
@@ -43,12 +43,12 @@ async def test_echo_crosses_every_component(
 
 
 async def test_one_trace_follows_the_request_into_the_workflow_activity_and_its_event(
-    api: httpx.AsyncClient, temporal_client: Client, sessions: SessionFactory
+    ops_api: httpx.AsyncClient, api: httpx.AsyncClient, temporal_client: Client, sessions: SessionFactory
 ) -> None:
     trace_id = uuid.uuid4().hex
     traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
     created = (
-        await api.post("/v1/_diagnostics/echo", json={"message": "trace me"}, headers={"traceparent": traceparent})
+        await ops_api.post("/v1/_diagnostics/echo", json={"message": "trace me"}, headers={"traceparent": traceparent})
     ).json()
     await temporal_client.get_workflow_handle(created["workflow_id"]).result()
     async with sessions() as session:

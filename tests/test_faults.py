@@ -27,7 +27,11 @@ async def _unpublished(sessions: SessionFactory) -> int:
 
 
 async def test_outbox_holds_events_while_kafka_is_down_and_drains_them_in_order(
-    platform: EmbeddedStack, api: httpx.AsyncClient, sessions: SessionFactory, temporal_client: Client
+    ops_api: httpx.AsyncClient,
+    platform: EmbeddedStack,
+    api: httpx.AsyncClient,
+    sessions: SessionFactory,
+    temporal_client: Client,
 ) -> None:
     supervisor = platform.supervisor
     key = f"order-test-{uuid.uuid4()}"
@@ -37,7 +41,7 @@ async def test_outbox_holds_events_while_kafka_is_down_and_drains_them_in_order(
         assert ready.status_code == 503
         assert ready.json()["kafka"].startswith("error")
 
-        accepted = await api.post("/v1/_diagnostics/echo", json={"message": "while kafka is down"})
+        accepted = await ops_api.post("/v1/_diagnostics/echo", json={"message": "while kafka is down"})
         assert accepted.status_code == 201
         assert await temporal_client.get_workflow_handle(accepted.json()["workflow_id"]).result() == "processed"
         for n in range(20):
@@ -55,16 +59,18 @@ async def test_outbox_holds_events_while_kafka_is_down_and_drains_them_in_order(
     assert sequence == list(range(20))
 
     async def echo() -> dict[str, Any]:
-        return (await api.get(f"/v1/_diagnostics/echo/{accepted.json()['id']}")).json()  # type: ignore[no-any-return]
+        return (await ops_api.get(f"/v1/_diagnostics/echo/{accepted.json()['id']}")).json()  # type: ignore[no-any-return]
 
     await eventually(echo, lambda e: e["status"] == "consumed", timeout=60, what="consumer caught up")
     assert (await api.get("/health/ready")).status_code == 200
 
 
 async def test_workflow_finishes_when_a_killed_worker_comes_back(
-    platform: EmbeddedStack, api: httpx.AsyncClient, temporal_client: Client
+    ops_api: httpx.AsyncClient, platform: EmbeddedStack, api: httpx.AsyncClient, temporal_client: Client
 ) -> None:
-    created = (await api.post("/v1/_diagnostics/echo", json={"message": "survive a crash", "delay_seconds": 2})).json()
+    created = (
+        await ops_api.post("/v1/_diagnostics/echo", json={"message": "survive a crash", "delay_seconds": 2})
+    ).json()
     handle = temporal_client.get_workflow_handle(created["workflow_id"])
 
     async def timer_started() -> bool:

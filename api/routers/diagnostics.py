@@ -1,20 +1,27 @@
-"""`/v1/_diagnostics/echo`: one request through API, Postgres, Temporal, the outbox and Kafka."""
+"""`/v1/_diagnostics/echo`: one request through API, Postgres, Temporal, the outbox and Kafka.
+
+An ops diagnostic (admin or compliance with MFA): it proves the wiring of a running platform.
+"""
 
 from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
 from temporalio.common import WorkflowIDConflictPolicy
 
+from api.auth import require
 from api.deps import SessionDep, SessionsDep, SettingsDep, TemporalDep
 from models.diagnostics import Echo, EchoCreate, EchoRead, EchoWorkflowInput
 from pap.db import transaction
 from services import diagnostics
+from services.identity.permissions import Permission
 from temporal.ids import echo_workflow_id
 from workflows.diagnostics import EchoWorkflow
 
-router = APIRouter(prefix="/v1/_diagnostics", tags=["diagnostics"])
+router = APIRouter(
+    prefix="/v1/_diagnostics", tags=["diagnostics"], dependencies=[Depends(require(Permission.OPS_OPERATE))]
+)
 
 
 def _read(echo: Echo) -> EchoRead:
