@@ -22,6 +22,7 @@ from starlette.types import ASGIApp
 from api.problems import problem_response
 from models.platform import IdempotencyRecord
 from pap.db import SessionFactory, transaction
+from services.errors import DomainError
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -29,8 +30,16 @@ _REPLAYED_HEADERS = ("content-type", "location")
 
 
 def default_scope(request: Request) -> str:
-    """The caller's identity for key scoping: a hash of its credentials (anonymous callers share one scope)."""
+    """The caller's identity for key scoping: the verified user (so a refreshed token keeps its keys), else a
+    hash of whatever credentials were sent (anonymous callers share one scope)."""
     credentials = request.headers.get("authorization", "")
+    scheme, _, token = credentials.partition(" ")
+    state = getattr(request.app.state, "pap", None)
+    if scheme.lower() == "bearer" and token and state is not None:
+        try:
+            return f"user:{state.keyring.verify(token).user_id}"
+        except DomainError:
+            pass
     return hashlib.sha256(credentials.encode()).hexdigest()
 
 
