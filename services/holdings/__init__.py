@@ -20,10 +20,12 @@ from services.holdings.positions import (
     submit_holding,
     verify_holding,
 )
+from services.holdings.queue import pending_verifications
 from services.holdings.reservations import get_reservation, release_reservation, reserve_shares
 from services.holdings.transfers import consume_reservation_and_transfer, get_transfer
 
 __all__ = [
+    "pending_verifications",
     "HoldingAlreadyDecided",
     "HoldingNotFound",
     "InsufficientShares",

@@ -17,6 +17,7 @@ from services.marketplace.errors import (
 )
 from services.marketplace.lifecycle import amend_order, cancel_order, expire_order
 from services.marketplace.listings import list_listings
+from services.marketplace.reports import trades_between
 from services.marketplace.orders import (
     OrderOutcome,
     get_order,
@@ -27,6 +28,7 @@ from services.marketplace.orders import (
 )
 
 __all__ = [
+    "trades_between",
     "MARKETPLACE_ERRORS",
     "BuyerNotEligible",
     "OrderNotAmendable",

@@ -5,6 +5,7 @@ from services.profiles.accreditation import (
     expire_accreditation,
     get_accreditation,
     list_accreditations,
+    pending_accreditations,
     record_decision,
     submit_accreditation,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "kyc_workflow_id",
     "latest_kyc",
     "list_accreditations",
+    "pending_accreditations",
     "list_kyc_reviews",
     "put_profile",
     "record_decision",
