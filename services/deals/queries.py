@@ -94,10 +94,7 @@ async def deals_created_between(
 async def open_deals(session: AsyncSession, *, limit: int = 1_000) -> list[Deal]:
     """Deals not yet closed or cancelled, the longest unchanged first (ops: stuck deals)."""
     query = (
-        select(Deal)
-        .where(col(Deal.stage).not_in(["closed", "cancelled"]))
-        .order_by(col(Deal.updated_at))
-        .limit(limit)
+        select(Deal).where(col(Deal.stage).not_in(["closed", "cancelled"])).order_by(col(Deal.updated_at)).limit(limit)
     )
     return list((await session.exec(query)).all())
 

@@ -25,7 +25,6 @@ from services.holdings.reservations import get_reservation, release_reservation,
 from services.holdings.transfers import consume_reservation_and_transfer, get_transfer
 
 __all__ = [
-    "pending_verifications",
     "HoldingAlreadyDecided",
     "HoldingNotFound",
     "InsufficientShares",
@@ -42,6 +41,7 @@ __all__ = [
     "get_transfer",
     "list_holdings",
     "list_movements",
+    "pending_verifications",
     "reject_holding",
     "release_reservation",
     "reserve_shares",

@@ -17,7 +17,6 @@ from services.marketplace.errors import (
 )
 from services.marketplace.lifecycle import amend_order, cancel_order, expire_order
 from services.marketplace.listings import list_listings
-from services.marketplace.reports import trades_between
 from services.marketplace.orders import (
     OrderOutcome,
     get_order,
@@ -26,9 +25,9 @@ from services.marketplace.orders import (
     order_reference,
     place_order,
 )
+from services.marketplace.reports import trades_between
 
 __all__ = [
-    "trades_between",
     "MARKETPLACE_ERRORS",
     "BuyerNotEligible",
     "OrderNotAmendable",
@@ -50,4 +49,5 @@ __all__ = [
     "order_reference",
     "place_order",
     "take_backup_bid",
+    "trades_between",
 ]
