@@ -34,6 +34,7 @@ from pap.db import SessionFactory, transaction
 from pap.storage import ObjectStore
 from services import companies, deals, documents, holdings, marketplace, payments, profiles
 from services.admin.audit import record_audit
+from services.admin.freeze import is_frozen
 from services.identity.users import get_user
 
 SOURCE = "/pap/deals"
@@ -70,6 +71,9 @@ class DealActivities:
             eligibility = await profiles.buyer_eligibility(session, check.buyer_id)
             if not eligibility.eligible:
                 reasons += [f"buyer: {r}" for r in eligibility.reasons] or ["buyer is not eligible"]
+            for role, party in (("buyer", check.buyer_id), ("seller", check.seller_id)):
+                if await is_frozen(session, party):
+                    reasons.append(f"{role}: the account is frozen by compliance")
             reference = await _seller_reservation(session, check.deal_id, check.reservation_reference)
             try:
                 reservation = await holdings.get_reservation(session, reference)

@@ -7,11 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic import Field as PydField
 from sqlalchemy import BigInteger, Column, Identity, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from models.base import timestamp_column, uuid_pk
+from models.base import optional_timestamp_column, timestamp_column, uuid_pk
 
 
 class AuditEntry(SQLModel, table=True):
@@ -58,3 +59,85 @@ class VerifyResult(BaseModel):
     entries: int
     broken_at_seq: int | None = None
     detail: str | None = None
+
+
+class AccountFreeze(SQLModel, table=True):
+    """A compliance freeze of one account: while `lifted_at` is null the account may not trade."""
+
+    __tablename__ = "account_freeze"
+    __table_args__ = {"schema": "admin"}
+
+    id: uuid.UUID = uuid_pk()
+    user_id: uuid.UUID = Field(index=True)
+    reason: str = Field(sa_column=Column(String(2000), nullable=False))
+    frozen_by: uuid.UUID | None = Field(default=None, nullable=True)
+    frozen_at: datetime = timestamp_column()
+    lifted_by: uuid.UUID | None = Field(default=None, nullable=True)
+    lifted_at: datetime | None = optional_timestamp_column()
+    lift_reason: str | None = Field(default=None, sa_column=Column(String(2000), nullable=True))
+
+
+class ReasonRequest(BaseModel):
+    reason: str = PydField(min_length=1, max_length=2000)
+
+
+class OptionalReason(BaseModel):
+    reason: str | None = PydField(default=None, max_length=2000)
+
+
+class FreezeRead(BaseModel):
+    user_id: uuid.UUID
+    frozen: bool
+    reason: str | None = None
+    frozen_at: datetime | None = None
+    lifted_at: datetime | None = None
+    sessions_revoked: int = 0
+
+
+class QueueItem(BaseModel):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    kind: str
+    status: str
+    submitted_at: datetime
+    age_seconds: int
+    sla_seconds: int
+    overdue: bool
+
+
+class ReviewQueues(BaseModel):
+    kyc_escalations: list[QueueItem]
+    accreditations: list[QueueItem]
+    holding_verifications: list[QueueItem]
+
+
+class StuckDeal(BaseModel):
+    deal_id: uuid.UUID
+    stage: str
+    stage_since: datetime
+    age_seconds: int
+    sla_seconds: int
+    on_hold: bool
+
+
+class HistoryEvent(BaseModel):
+    at: datetime
+    source: str
+    """`workflow` (Temporal history), `audit` (admin audit log) or `timeline` (deal projection)."""
+    kind: str
+    name: str | None = None
+    detail: str | None = None
+    event_id: int | None = None
+
+
+class DealHistory(BaseModel):
+    deal_id: uuid.UUID
+    as_of: datetime | None
+    events: list[HistoryEvent]
+
+
+class RetryReport(BaseModel):
+    deal_id: uuid.UUID
+    status: str
+    pending_activities: list[dict[str, Any]]
+    detail: str

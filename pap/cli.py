@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from pap.cli_ops import deals_app, register_ops_commands
 from pap.settings import Settings, get_settings
 
 app = typer.Typer(help="Private Assets Platform", no_args_is_help=True, add_completion=False)
@@ -167,6 +168,8 @@ dlq = typer.Typer(help="The dead-letter topic (pap.dlq): events consumers gave u
 pricing_app = typer.Typer(help="Pricing: reference price tools", no_args_is_help=True)
 ops.add_typer(dlq, name="dlq")
 app.add_typer(ops, name="ops")
+app.add_typer(deals_app, name="deals")
+register_ops_commands(ops)
 app.add_typer(pricing_app, name="pricing")
 
 

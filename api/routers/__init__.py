@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from api.routers import (
     admin,
     companies,
+    compliance,
     deals,
     diagnostics,
     documents,
@@ -13,6 +14,7 @@ from api.routers import (
     identity,
     marketplace,
     notifications,
+    ops,
     payments,
     pricing,
     profiles,
@@ -38,4 +40,6 @@ ROUTERS: list[APIRouter] = [
     pricing.router,
     notifications.router,
     notifications.sandbox_router,
+    compliance.router,
+    ops.router,
 ]

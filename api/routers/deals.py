@@ -35,7 +35,7 @@ from models.deals import (
 )
 from models.payments import FundingInstructions
 from pap.db import transaction
-from services import companies, deals, documents, holdings, payments, profiles
+from services import admin, companies, deals, documents, holdings, payments, profiles
 from services.deals.errors import DealStageConflict, InvalidDeal
 from services.errors import Forbidden, NotFound
 from services.identity.permissions import Permission, Role
@@ -68,6 +68,7 @@ async def create_brokered_deal(
                 await get_user(session, user_id)
             except NotFound:
                 raise InvalidDeal(f"No user {user_id}.", errors=[{"field": role, "detail": "unknown user"}]) from None
+        await admin.ensure_not_frozen(session, body.seller_id, body.buyer_id)
         security = await companies.get_security(session, body.security_id)
         await companies.check_transfer_allowed(session, body.security_id, body.quantity, date.today())
         eligibility = await profiles.buyer_eligibility(session, body.buyer_id)

@@ -1,6 +1,25 @@
 """The deals context: the deal aggregate, its projection and timeline, and who may see it."""
 
 from services.deals.lifecycle import create_deal, record_stage, workflow_input
-from services.deals.queries import deal_for_viewer, get_deal, list_deals, timeline
+from services.deals.queries import (
+    deal_for_viewer,
+    deals_created_between,
+    get_deal,
+    list_deals,
+    open_deals,
+    set_on_hold,
+    timeline,
+)
 
-__all__ = ["create_deal", "deal_for_viewer", "get_deal", "list_deals", "record_stage", "timeline", "workflow_input"]
+__all__ = [
+    "create_deal",
+    "deal_for_viewer",
+    "deals_created_between",
+    "get_deal",
+    "list_deals",
+    "open_deals",
+    "record_stage",
+    "set_on_hold",
+    "timeline",
+    "workflow_input",
+]

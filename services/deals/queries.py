@@ -77,3 +77,34 @@ async def timeline(session: AsyncSession, deal_id: uuid.UUID) -> list[DealTimeli
         select(DealTimelineEntry).where(col(DealTimelineEntry.deal_id) == deal_id).order_by(col(DealTimelineEntry.seq))
     )
     return list(rows.all())
+
+
+async def deals_created_between(
+    session: AsyncSession, start: datetime | None, end: datetime | None, *, limit: int = 10_000
+) -> list[Deal]:
+    """Deals created in [start, end), oldest first (compliance exports)."""
+    query = select(Deal).order_by(col(Deal.created_at), col(Deal.id)).limit(limit)
+    if start is not None:
+        query = query.where(col(Deal.created_at) >= start)
+    if end is not None:
+        query = query.where(col(Deal.created_at) < end)
+    return list((await session.exec(query)).all())
+
+
+async def open_deals(session: AsyncSession, *, limit: int = 1_000) -> list[Deal]:
+    """Deals not yet closed or cancelled, the longest unchanged first (ops: stuck deals)."""
+    query = (
+        select(Deal).where(col(Deal.stage).not_in(["closed", "cancelled"])).order_by(col(Deal.updated_at)).limit(limit)
+    )
+    return list((await session.exec(query)).all())
+
+
+async def set_on_hold(session: AsyncSession, deal_id: uuid.UUID, on_hold: bool) -> Deal:
+    """Mirror a compliance hold in the projection at once (the workflow records it again at its next step)."""
+    deal = await session.get(Deal, deal_id, with_for_update=True)
+    if deal is None:
+        raise NotFound(f"deal {deal_id} does not exist")
+    deal.on_hold = on_hold
+    session.add(deal)
+    await session.flush()
+    return deal

@@ -20,6 +20,7 @@ from services.holdings.positions import (
     submit_holding,
     verify_holding,
 )
+from services.holdings.queue import pending_verifications
 from services.holdings.reservations import get_reservation, release_reservation, reserve_shares
 from services.holdings.transfers import consume_reservation_and_transfer, get_transfer
 
@@ -40,6 +41,7 @@ __all__ = [
     "get_transfer",
     "list_holdings",
     "list_movements",
+    "pending_verifications",
     "reject_holding",
     "release_reservation",
     "reserve_shares",

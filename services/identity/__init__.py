@@ -6,6 +6,7 @@ from services.identity.sessions import (
     list_sessions,
     password_login,
     refresh,
+    revoke_all_sessions,
     revoke_session,
     upgrade_to_mfa,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "record_login_failure",
     "refresh",
     "register",
+    "revoke_all_sessions",
     "revoke_session",
     "set_roles",
     "start_totp",

@@ -267,3 +267,19 @@ async def list_sessions(session: AsyncSession, *, user_id: uuid.UUID, current: u
         )
         for s in rows
     ]
+
+
+async def revoke_all_sessions(
+    session: AsyncSession, redis: Redis, *, user_id: uuid.UUID, actor_id: uuid.UUID | None, reason: str
+) -> int:
+    """End every live session of `user_id` (e.g. a compliance freeze); returns how many were ended."""
+    rows = (
+        await session.exec(
+            select(AuthSession)
+            .where(AuthSession.user_id == user_id, col(AuthSession.revoked_at).is_(None))
+            .with_for_update()
+        )
+    ).all()
+    for auth_session in rows:
+        await _revoke(session, redis, auth_session, reason=reason, actor_id=actor_id)
+    return len(rows)

@@ -25,6 +25,7 @@ from services.marketplace.orders import (
     order_reference,
     place_order,
 )
+from services.marketplace.reports import trades_between
 
 __all__ = [
     "MARKETPLACE_ERRORS",
@@ -48,4 +49,5 @@ __all__ = [
     "order_reference",
     "place_order",
     "take_backup_bid",
+    "trades_between",
 ]

@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.base import utcnow
 from models.deals import DealWorkflowInput
 from models.marketplace import Order, OrderCreate, OrderPage, OrderRead, OrderStatus, Side, TradeRead
-from services import companies, holdings, profiles
+from services import admin, companies, holdings, profiles
 from services.identity.permissions import Permission, permissions_of
 from services.identity.tokens import Principal
 from services.marketplace.book import emit_book_changed
@@ -46,6 +46,7 @@ async def place_order(
 ) -> OrderOutcome:
     """Validate, reserve (sells), save with `marketplace.order.created`, then match; all or nothing."""
     now = now or utcnow()
+    await admin.ensure_not_frozen(session, user_id)
     check_order(body, now)
     try:
         security = await companies.get_security(session, body.security_id)

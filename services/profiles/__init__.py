@@ -5,6 +5,7 @@ from services.profiles.accreditation import (
     expire_accreditation,
     get_accreditation,
     list_accreditations,
+    pending_accreditations,
     record_decision,
     submit_accreditation,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "latest_kyc",
     "list_accreditations",
     "list_kyc_reviews",
+    "pending_accreditations",
     "put_profile",
     "record_decision",
     "set_kyc_status",

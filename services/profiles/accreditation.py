@@ -148,3 +148,17 @@ async def expire_accreditation(session: AsyncSession, accreditation_id: uuid.UUI
         await session.flush()
         await _event(session, row, ACCREDITATION_EXPIRED)
     return row
+
+
+async def pending_accreditations(session: AsyncSession, limit: int = 200) -> list[Accreditation]:
+    """Accreditations waiting for a compliance reviewer, oldest first (the review queue)."""
+    return list(
+        (
+            await session.exec(
+                select(Accreditation)
+                .where(Accreditation.status == "pending_review")
+                .order_by(col(Accreditation.created_at))
+                .limit(limit)
+            )
+        ).all()
+    )

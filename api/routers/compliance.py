@@ -1,0 +1,137 @@
+"""`/v1/compliance/*`: account freezes, deal holds, review queues and exports."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+
+from api.auth import require
+from api.deps import RedisDep, SessionDep, TemporalDep
+from models.admin import FreezeRead, OptionalReason, ReasonRequest, ReviewQueues
+from models.deals import HoldInput
+from services import admin, deals
+from services.admin import exports, ops, queues
+from services.identity.permissions import Permission
+from services.identity.tokens import Principal
+
+router = APIRouter(prefix="/v1/compliance", tags=["compliance"])
+
+Reviewer = Annotated[Principal, Depends(require(Permission.COMPLIANCE_REVIEW))]
+
+
+@router.post("/users/{user_id}/freeze")
+async def freeze_user(
+    user_id: uuid.UUID, body: ReasonRequest, principal: Reviewer, session: SessionDep, redis: RedisDep
+) -> FreezeRead:
+    """No new orders or deals for this account, and every session of it ends now."""
+    return await admin.freeze_account(session, redis, user_id=user_id, actor_id=principal.user_id, reason=body.reason)
+
+
+@router.post("/users/{user_id}/unfreeze")
+async def unfreeze_user(
+    user_id: uuid.UUID, body: OptionalReason, principal: Reviewer, session: SessionDep
+) -> FreezeRead:
+    return await admin.unfreeze_account(session, user_id=user_id, actor_id=principal.user_id, reason=body.reason)
+
+
+@router.get("/users/{user_id}/freeze")
+async def freeze_status(user_id: uuid.UUID, principal: Reviewer, session: SessionDep) -> FreezeRead:
+    return FreezeRead(user_id=user_id, frozen=await admin.is_frozen(session, user_id))
+
+
+async def _hold(
+    deal_id: uuid.UUID, reason: str, principal: Principal, session: SessionDep, temporal: TemporalDep, *, place: bool
+) -> dict[str, Any]:
+    await deals.get_deal(session, deal_id)
+    await ops.signal_hold(temporal, deal_id, HoldInput(actor_id=principal.user_id, reason=reason), place=place)
+    on_hold = await ops.record_hold(session, deal_id, actor_id=principal.user_id, reason=reason, place=place)
+    return {"deal_id": str(deal_id), "on_hold": on_hold, "reason": reason}
+
+
+@router.post("/deals/{deal_id}/hold")
+async def place_hold(
+    deal_id: uuid.UUID, body: ReasonRequest, principal: Reviewer, session: SessionDep, temporal: TemporalDep
+) -> dict[str, Any]:
+    """Pause the deal at its next step (its workflow waits until the hold is lifted; a cancel still works)."""
+    return await _hold(deal_id, body.reason, principal, session, temporal, place=True)
+
+
+@router.post("/deals/{deal_id}/hold/lift")
+async def lift_hold(
+    deal_id: uuid.UUID, body: OptionalReason, principal: Reviewer, session: SessionDep, temporal: TemporalDep
+) -> dict[str, Any]:
+    return await _hold(deal_id, body.reason or "hold lifted", principal, session, temporal, place=False)
+
+
+@router.get("/queues")
+async def review_queues(principal: Reviewer, session: SessionDep) -> ReviewQueues:
+    """KYC escalations, accreditations and holding verifications waiting, with age and SLA."""
+    return await queues.review_queues(session)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _export(
+    rows: list[dict[str, Any]], columns: list[str], name: str, fmt: Literal["csv", "json"]
+) -> StreamingResponse:
+    if fmt == "csv":
+        return StreamingResponse(
+            exports.csv_lines(columns, rows),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+
+    def json_chunks() -> Iterator[str]:
+        yield "["
+        for index, row in enumerate(rows):
+            yield ("," if index else "") + json.dumps(row)
+        yield "]"
+
+    return StreamingResponse(json_chunks(), media_type="application/json")
+
+
+FromQuery = Annotated[datetime | None, Query(alias="from", description="inclusive, ISO 8601 (UTC if no offset)")]
+ToQuery = Annotated[datetime | None, Query(alias="to", description="exclusive")]
+FormatQuery = Annotated[Literal["csv", "json"], Query(alias="format")]
+
+
+@router.get("/exports/trades")
+async def export_trades(
+    principal: Reviewer, session: SessionDep, start: FromQuery = None, end: ToQuery = None, fmt: FormatQuery = "json"
+) -> StreamingResponse:
+    rows = await exports.trade_rows(session, _utc(start), _utc(end))
+    await admin.record_audit(
+        session,
+        actor_id=principal.user_id,
+        action="compliance.export_trades",
+        entity_type="export",
+        entity_id=None,
+        data={"from": start, "to": end, "format": fmt, "rows": len(rows)},
+    )
+    return _export(rows, exports.TRADE_COLUMNS, "trades", fmt)
+
+
+@router.get("/exports/deals")
+async def export_deals(
+    principal: Reviewer, session: SessionDep, start: FromQuery = None, end: ToQuery = None, fmt: FormatQuery = "json"
+) -> StreamingResponse:
+    rows = await exports.deal_rows(session, _utc(start), _utc(end))
+    await admin.record_audit(
+        session,
+        actor_id=principal.user_id,
+        action="compliance.export_deals",
+        entity_type="export",
+        entity_id=None,
+        data={"from": start, "to": end, "format": fmt, "rows": len(rows)},
+    )
+    return _export(rows, exports.DEAL_COLUMNS, "deals", fmt)
