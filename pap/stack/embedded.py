@@ -115,7 +115,8 @@ class EmbeddedStack:
             metrics_port = self.settings.metrics_port + offset if self.persistent else free_port()
             env = settings_env(self.settings) | {"PAP_METRICS_PORT": str(metrics_port)}
             argv = [sys.executable, "-m", "pap", name]
-            await self.supervisor.start(ProcessSpec(name=name, argv=argv, ready=ready, env=env))
+            spec = ProcessSpec(name=name, argv=argv, ready=ready, env=env, start_timeout=90)
+            await self.supervisor.start(spec)
             self.progress(name, "ready")
         self.supervisor.watch()
 
