@@ -110,36 +110,17 @@ async def record_stage(session: AsyncSession, change: StageChange) -> bool:
         "next_actor": change.next_actor,
         "deadline": change.deadline.isoformat() if change.deadline else None,
     }
-    if previous != deal.stage:
+    if previous == deal.stage:
+        return True
+    types = ["deals.stage.changed"]
+    if change.stage is DealStage.CLOSED:
+        types.append("deals.closed")
+    elif change.stage is DealStage.CANCELLED:
+        types.append("deals.cancelled")
+    for type_ in types:
         await record_event(
-            session,
-            topic=topics.DEALS,
-            key=str(deal.id),
-            type="deals.stage.changed",
-            source=SOURCE,
-            subject=str(deal.id),
-            data=data,
+            session, topic=topics.DEALS, key=str(deal.id), type=type_, source=SOURCE, subject=str(deal.id), data=data
         )
-        if change.stage is DealStage.CLOSED:
-            await record_event(
-                session,
-                topic=topics.DEALS,
-                key=str(deal.id),
-                type="deals.closed",
-                source=SOURCE,
-                subject=str(deal.id),
-                data=data,
-            )
-        if change.stage is DealStage.CANCELLED:
-            await record_event(
-                session,
-                topic=topics.DEALS,
-                key=str(deal.id),
-                type="deals.cancelled",
-                source=SOURCE,
-                subject=str(deal.id),
-                data=data,
-            )
     return True
 
 
