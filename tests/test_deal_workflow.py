@@ -39,7 +39,9 @@ from pap.stack import binaries
 from pap.storage import LocalObjectStore
 from services import deals, documents, holdings, payments
 from tests.deal_support import Parties, TokenFor, brokered_deal, parties
+from tests.factories import make_verified_buyer
 from tests.histories.record import save_if_recording
+from tests.marketplace_support import order_body, place
 from tests.support import eventually
 from workers.registry import activity_methods
 from workflows.deals import DealExecutionWorkflow
@@ -392,3 +394,42 @@ async def test_a_compliance_hold_pauses_the_deal_until_lifted(
     await handle.signal(DealExecutionWorkflow.lift_hold, hold)
     await at_stage(handle, DealStage.AWAITING_SIGNATURES)
     await save_if_recording(time_skipping_env.client, f"deal-{params.deal_id}", "DealExecution--compliance-hold")
+
+
+async def test_a_defaulting_buyer_is_replaced_by_the_best_resting_bid(
+    time_skipping_env: WorkflowEnvironment,
+    worker: str,
+    people: Parties,
+    sessions: SessionFactory,
+    api: httpx.AsyncClient,
+    token_for: TokenFor,
+) -> None:
+    backup = await make_verified_buyer(api, compliance_headers=people.compliance)
+    bid = await place(api, backup.headers, order_body(people.security_id, "buy", 10, "60.00"))
+    params = await brokered_deal(sessions, people, quantity=10, price="50")
+    handle = await start(time_skipping_env, worker, params)
+    await through_issuer(handle, params, IssuerDecision.WAIVE)
+    await at_stage(handle, DealStage.AWAITING_SIGNATURES)
+    await sign_all(handle, params.deal_id)
+    await at_stage(handle, DealStage.AWAITING_FUNDING)
+    await time_skipping_env.sleep(timedelta(days=6))  # the first buyer never pays
+
+    replaced = await eventually(
+        lambda: state(handle), lambda s: s.buyer_id == backup.id and bool(s.pending_documents), what="backup buyer"
+    )
+    assert replaced.defaulted_buyers == [people.buyer.id]
+    await sign_all(handle, params.deal_id)
+    await at_stage(handle, DealStage.AWAITING_FUNDING)
+    await fund(sessions, handle, params, backup.id)
+    await at_stage(handle, DealStage.SETTLING)
+    closed = await update_and_finish(handle, "confirm_settlement", SettlementConfirmation(actor_id=params.company_id))
+    assert closed is DealStage.CLOSED
+    async with sessions() as session:
+        assert await holdings.available_shares(session, backup.id, people.security_id) == 10
+        assert await holdings.available_shares(session, people.buyer.id, people.security_id) == 0
+        deal = await deals.get_deal(session, params.deal_id)
+        assert (await payments.trial_balance(session)).ledger_balanced
+    assert deal.buyer_id == backup.id and str(people.buyer.id) in deal.defaulted_buyer_ids
+    order = (await api.get(f"/v1/orders/{bid['id']}", headers=backup.headers)).json()
+    assert order["status"] == "filled"
+    await save_if_recording(time_skipping_env.client, f"deal-{params.deal_id}", "DealExecution--backup-buyer")
