@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
-from sqlalchemy import Column, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
@@ -56,7 +56,10 @@ class Document(SQLModel, table=True):
 
     __tablename__ = "document"
     __table_args__ = (
-        UniqueConstraint("deal_id", "kind", name="uq_document_deal_id_kind"),
+        # One live document per deal and kind; a voided one (a defaulted buyer's) may be replaced.
+        Index(
+            "uq_document_deal_id_kind_live", "deal_id", "kind", unique=True, postgresql_where=text("status <> 'voided'")
+        ),
         {"schema": "documents"},
     )
 
