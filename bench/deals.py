@@ -100,6 +100,8 @@ class DealDriver:
     def __init__(self, api: httpx.AsyncClient, cast: Cast) -> None:
         self.api = api
         self.cast = cast
+        self.phases: dict[str, list[float]] = {}
+        """Seconds per step of the happy path (client view, polling included), for `report_phases`."""
 
     async def create(self, i: int, quantity: int) -> tuple[str, dict[str, str]]:
         seller_id, seller = self.cast.sellers[i % len(self.cast.sellers)]
@@ -134,19 +136,37 @@ class DealDriver:
                 ok(await self.api.post(f"/v1/documents/{document['id']}/sign", json=body, headers=headers))
 
     async def run(self, i: int) -> None:
+        began = time.perf_counter()
+
+        def lap(phase: str) -> None:
+            nonlocal began
+            now = time.perf_counter()
+            self.phases.setdefault(phase, []).append(now - began)
+            began = now
+
         deal_id, seller = await self.create(i, QUANTITY)
+        lap("POST /v1/deals")
         await self.until(deal_id, "awaiting_issuer")
+        lap("-> awaiting_issuer")
         await self.sign(deal_id, seller, {"stock_transfer_notice"})
+        lap("sign notice (2 signatures)")
         waive = {"decision": "waive"}
         ok(await self.api.post(f"/v1/deals/{deal_id}/issuer-decision", json=waive, headers=self.cast.issuer))
+        lap("issuer waives (Update)")
         await self.until(deal_id, "awaiting_signatures")
+        lap("-> awaiting_signatures")
         await self.sign(deal_id, seller, {"stock_transfer_agreement", "joinder"})
+        lap("sign agreement + joinder")
         await self.until(deal_id, "awaiting_funding")
+        lap("-> awaiting_funding")
         funding = ok(await self.api.post(f"/v1/deals/{deal_id}/funding", headers=self.cast.buyer))
         ok(await self.api.post(f"/v1/sandbox/payments/{funding['payment_id']}/settle", json={}), 202)
+        lap("funding + sandbox settle")
         await self.until(deal_id, "settling")
+        lap("-> settling")
         ok(await self.api.post(f"/v1/deals/{deal_id}/settlement/confirm", headers=self.cast.issuer))
         await self.until(deal_id, "closed")
+        lap("confirm (Update) -> closed")
 
 
 async def raw_deal(client: Client, task_queue: str) -> None:
@@ -274,6 +294,7 @@ async def run(args: argparse.Namespace) -> None:
             async with Worker(temporal, task_queue=task_queue, workflows=[BenchDeal], activities=[noop]):
                 await measure(2, 2, lambda i: raw_deal(temporal, task_queue))  # warm-up
                 await measure(2, 2, driver.run)
+                driver.phases.clear()
                 baseline, raw_latencies = await measure(
                     args.concurrency, args.deals, lambda i: raw_deal(temporal, task_queue)
                 )
@@ -282,6 +303,9 @@ async def run(args: argparse.Namespace) -> None:
             report("raw deal workflow", baseline, raw_latencies)
             report("deal through the API", deals, deal_latencies)
             print(f"ratio deals/raw  {deals / baseline:.2f} (target >= 0.6)")
+            print("where a deal's time goes (mean seconds per step, client view):")
+            for phase, seconds in driver.phases.items():
+                print(f"  {phase:<28} {statistics.fmean(seconds):6.2f}")
             if args.in_flight:
                 worker_pid = stack.supervisor.pid("worker") if stack is not None else None
                 await in_flight(driver, args.in_flight, max(args.concurrency, 16), worker_pid)
