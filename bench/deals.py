@@ -50,6 +50,7 @@ POLL_SECONDS = 0.1
 STAGE_TIMEOUT = 300.0
 QUANTITY = 100
 IN_FLIGHT_QUANTITY = 1
+WARM_UP = 2
 
 
 @dataclass
@@ -285,15 +286,17 @@ async def run(args: argparse.Namespace) -> None:
         limits = httpx.Limits(max_connections=4 * args.concurrency + 8)
         async with httpx.AsyncClient(base_url=api_url, timeout=120, limits=limits) as api:
             sellers = max(1, min(args.concurrency, 8))
-            per_seller = -(-(args.deals * QUANTITY + args.in_flight * IN_FLIGHT_QUANTITY) // sellers)
-            cast = await make_cast(api, settings, keyring, sellers, per_seller + QUANTITY)
+            shares = (WARM_UP + -(-args.deals // sellers)) * QUANTITY + -(
+                -args.in_flight // sellers
+            ) * IN_FLIGHT_QUANTITY
+            cast = await make_cast(api, settings, keyring, sellers, shares)
             driver = DealDriver(api, cast)
             configure_tracing(settings, "bench-deals")  # the Temporal plugin's worker needs the replay-safe provider
             temporal: Client = await connect(settings.require("temporal_address"), settings.temporal_namespace)
             task_queue = f"bench-deals-{uuid.uuid4().hex[:8]}"
             async with Worker(temporal, task_queue=task_queue, workflows=[BenchDeal], activities=[noop]):
-                await measure(2, 2, lambda i: raw_deal(temporal, task_queue))  # warm-up
-                await measure(2, 2, driver.run)
+                await measure(WARM_UP, WARM_UP, lambda i: raw_deal(temporal, task_queue))
+                await measure(WARM_UP, WARM_UP, driver.run)
                 driver.phases.clear()
                 baseline, raw_latencies = await measure(
                     args.concurrency, args.deals, lambda i: raw_deal(temporal, task_queue)
