@@ -275,10 +275,14 @@ async def run(args: argparse.Namespace) -> None:
         )
         stack = EmbeddedStack(settings, persistent=False)
         stack.use_free_api_port()
-        await stack.start_infrastructure()
-        await stack.prepare()
-        KeyRing.load(state_dir / "keys")
-        await stack.start_platform()
+        try:
+            await stack.start_infrastructure()
+            await stack.prepare()
+            KeyRing.load(state_dir / "keys")
+            await stack.start_platform()
+        except BaseException:
+            await stack.stop()  # a component that failed to start must not leave the others running
+            raise
         settings = stack.settings
         api_url = f"http://127.0.0.1:{settings.api_port}"
     try:
