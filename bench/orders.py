@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
+from pap.cli import UP_API_WORKERS
 from pap.db import create_engine, create_session_factory
 from pap.settings import Settings
 from pap.stack.embedded import EmbeddedStack
@@ -68,13 +69,24 @@ async def run(args: argparse.Namespace) -> None:
     else:
         state_dir = Path(tempfile.mkdtemp(prefix="pap-bench-"))
         state_dir.chmod(0o755)
-        settings = Settings(_env_file=None, env="test", state_dir=state_dir, log_format="json", log_level="WARNING")
+        settings = Settings(
+            _env_file=None,
+            env="test",
+            state_dir=state_dir,
+            log_format="json",
+            log_level="WARNING",
+            api_workers=args.api_workers,
+        )
         stack = EmbeddedStack(settings, persistent=False)
         stack.use_free_api_port()
-        await stack.start_infrastructure()
-        await stack.prepare()
-        KeyRing.load(state_dir / "keys")
-        await stack.start_platform()
+        try:
+            await stack.start_infrastructure()
+            await stack.prepare()
+            KeyRing.load(state_dir / "keys")
+            await stack.start_platform()
+        except BaseException:
+            await stack.stop()  # a component that failed to start must not leave the others running
+            raise
         settings = stack.settings
         api_url = f"http://127.0.0.1:{settings.api_port}"
     try:
@@ -129,6 +141,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--orders", type=int, default=400)
     parser.add_argument("--securities", type=int, default=4)
+    parser.add_argument(
+        "--api-workers", type=int, default=UP_API_WORKERS, help="API processes of the embedded stack (as `pap up`)"
+    )
     parser.add_argument("--stack", help="use a running stack (.pap/stack.json) instead of starting one")
     asyncio.run(run(parser.parse_args()))
 

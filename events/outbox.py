@@ -11,6 +11,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from events.envelope import CloudEvent
 from models.platform import OutboxEvent
 
+_NOTIFIED = "pap_outbox_notified_transaction"
+
 
 async def record_event(
     session: AsyncSession,
@@ -45,5 +47,14 @@ async def record_event(
             created_at=event.time,
         )
     )
-    await session.execute(text("NOTIFY pap_outbox"))
+    await _notify_once(session)
     return event
+
+
+async def _notify_once(session: AsyncSession) -> None:
+    """Wake the relay once per transaction (PostgreSQL folds repeated NOTIFYs anyway; this saves round trips)."""
+    current = session.get_nested_transaction() or session.get_transaction()
+    if current is not None and session.info.get(_NOTIFIED) is current:
+        return
+    await session.execute(text("NOTIFY pap_outbox"))
+    session.info[_NOTIFIED] = session.get_nested_transaction() or session.get_transaction()

@@ -19,6 +19,8 @@ from pap.cli_ops import deals_app, register_ops_commands
 from pap.settings import Settings, get_settings
 
 app = typer.Typer(help="Private Assets Platform", no_args_is_help=True, add_completion=False)
+UP_API_WORKERS = 2
+"""API processes `pap up` starts when PAP_API_WORKERS is unset (order placement is CPU-bound in Python)."""
 console = Console(stderr=True)
 
 
@@ -42,6 +44,8 @@ def up() -> None:
     from pap.telemetry import configure_logging
 
     settings = load_settings()
+    if settings.api_workers is None:
+        settings = settings.model_copy(update={"api_workers": UP_API_WORKERS})
     configure_logging(settings)
     statuses: dict[str, str] = {}
     started = time.monotonic()
@@ -136,6 +140,7 @@ def api() -> None:
         port=settings.api_port,
         log_config=None,
         proxy_headers=True,
+        workers=settings.api_workers or 1,
     )
 
 

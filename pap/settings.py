@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     # Ports used by `pap up` for what it starts.
     api_host: str = "127.0.0.1"
     api_port: Port = 8000
+    api_workers: int | None = None
+    """uvicorn worker processes for `pap api` (unset: 1; `pap up` defaults to 2 so the API uses both cores)."""
     temporal_port: Port = 7233
     temporal_ui_port: Port = 8233
     kafka_port: Port = 9092

@@ -98,9 +98,13 @@ async def test_brokered_deal_closes_with_money_and_shares_moved_once(
     assert deal_id not in {e["deal_id"] for e in reconciliation["open_escrow"]}
 
     await save_if_recording(temporal_client, f"deal-{deal_id}", "DealExecution--brokered-closed")
-    events = await read_topic(settings.require("kafka_bootstrap"), "pap.deals")
-    mine = [e.type for key, e in events if key == deal_id.encode()]
-    assert "deals.created" in mine and mine[-1] == "deals.closed"
+
+    async def deal_events() -> list[str]:
+        events = await read_topic(settings.require("kafka_bootstrap"), "pap.deals")
+        return [e.type for key, e in events if key == deal_id.encode()]
+
+    mine = await eventually(deal_events, lambda types: "deals.closed" in types, what="deals.closed on Kafka")
+    assert mine[0] == "deals.created" and mine[-1] == "deals.closed"
 
 
 async def drive_to_closed(api: httpx.AsyncClient, deal_id: str, people: Parties) -> dict[str, Any]:

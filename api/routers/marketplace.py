@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Annotated, Any
 
@@ -98,8 +99,10 @@ async def place_order(
 ) -> OrderRead:
     async with transaction(sessions) as session:
         outcome = await marketplace.place_order(session, principal.user_id, body)
-    await _start_lifecycle(client, outcome.order, settings.task_queue)
-    await after_commit(client, outcome, task_queue=settings.task_queue)
+    await asyncio.gather(
+        _start_lifecycle(client, outcome.order, settings.task_queue),
+        after_commit(client, outcome, task_queue=settings.task_queue),
+    )
     return outcome.order
 
 

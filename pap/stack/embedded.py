@@ -26,6 +26,7 @@ from pap.stack.ports import ensure_free, free_port, is_listening
 from pap.stack.supervisor import ProcessSpec, Supervisor
 
 PG_SYSTEM_USER = "embedded_postgres"
+API_START_TIMEOUT = 90.0
 
 Progress = Callable[[str, str], None]
 """Called with (component, status) as the stack comes up."""
@@ -115,8 +116,9 @@ class EmbeddedStack:
             metrics_port = self.settings.metrics_port + offset if self.persistent else free_port()
             env = settings_env(self.settings) | {"PAP_METRICS_PORT": str(metrics_port)}
             argv = [sys.executable, "-m", "pap", name]
-            spec = ProcessSpec(name=name, argv=argv, ready=ready, env=env, start_timeout=90)
-            await self.supervisor.start(spec)
+            # The API imports the whole app once per uvicorn worker: allow for that on a busy machine.
+            timeout = API_START_TIMEOUT if name == "api" else ProcessSpec.start_timeout
+            await self.supervisor.start(ProcessSpec(name=name, argv=argv, ready=ready, env=env, start_timeout=timeout))
             self.progress(name, "ready")
         self.supervisor.watch()
 

@@ -48,6 +48,7 @@ class KeyRing:
     """Signing keys, newest last; every key verifies."""
 
     keys: list[OKPKey] = field(default_factory=list)
+    _verifying: tuple[tuple[int, ...], KeySet] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def signing_key(self) -> OKPKey:
@@ -67,12 +68,18 @@ class KeyRing:
         }
 
     def _key_set(self) -> KeySet:
+        """The public verifying keys with their `kid`s, rebuilt only when the ring's keys change (hot path)."""
+        identity = tuple(id(key) for key in self.keys)
+        if self._verifying is not None and self._verifying[0] == identity:
+            return self._verifying[1]
         keys: list[Any] = []
         for key in self.keys:
             data = key.as_dict(private=False)
             data["kid"] = key.thumbprint()
             keys.append(OKPKey.import_key(data))
-        return KeySet(keys)
+        key_set = KeySet(keys)
+        self._verifying = (identity, key_set)
+        return key_set
 
     @classmethod
     def load(cls, folder: Path, private_key_file: Path | None = None) -> KeyRing:
