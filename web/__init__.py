@@ -12,6 +12,7 @@ from web import account, deal, market
 from web.core import LoginRequired, SecurityHeadersMiddleware, check_csrf, redirect
 
 router = APIRouter(prefix="/app", include_in_schema=False, dependencies=[Depends(check_csrf)])
+router.add_api_route("", market.home, methods=["GET"])
 router.include_router(account.router)
 router.include_router(market.router)
 router.include_router(deal.router)

@@ -32,7 +32,6 @@ from web.core import Viewer, field_errors, redirect, render
 router = APIRouter()
 
 
-@router.get("")
 async def home(request: Request, principal: Viewer, sessions: SessionsDep) -> Response:
     async with sessions() as session:
         my_deals = await deals.list_deals(session, principal, limit=50)
