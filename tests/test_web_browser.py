@@ -144,6 +144,21 @@ async def sign(page: Page, kind: str, name: str) -> None:
     await expect(page.locator(f'li.document[data-kind="{kind}"] .sign')).to_have_count(0, timeout=SLOW)
 
 
+async def sign_in_order(
+    api: httpx.AsyncClient, seller: Page, buyer: Page, deal_id: str, kind: str, headers: dict[str, str]
+) -> None:
+    """Each signer of `kind` signs in the browser, the seller first (the signing order)."""
+    documents = (await api.get(f"/v1/deals/{deal_id}/documents", headers=headers)).json()
+    signers = {s["role"] for d in documents if d["kind"] == kind for s in d["signers"]}
+    assert signers, f"no {kind} to sign: {documents}"
+    if "seller" in signers:
+        await seller.reload()
+        await sign(seller, kind, "Sally Seller")
+    if "buyer" in signers:
+        await buyer.reload()
+        await sign(buyer, kind, "Bob Buyer")
+
+
 async def test_seller_and_buyer_go_from_sign_up_to_a_closed_deal_in_the_browser(
     api: httpx.AsyncClient, browser: Browser, token_for: TokenFor
 ) -> None:
@@ -190,7 +205,7 @@ async def test_seller_and_buyer_go_from_sign_up_to_a_closed_deal_in_the_browser(
     await eventually(kyc_text, lambda s: s == "approved", timeout=30, what="KYC approved in the page")
     await buyer.get_by_label("Basis of accreditation").select_option("income")
     await buyer.get_by_role("button", name="Request accreditation review").click()
-    await expect(buyer.locator("#accreditation-status")).to_have_text("pending")
+    await expect(buyer.locator("#accreditation-status")).to_have_text("pending_review")
     buyer_api = await bearer(api, buyer_email)
     accreditation = (await api.get("/v1/profiles/me/accreditations", headers=buyer_api)).json()["items"][0]
     approved = await api.post(
@@ -248,6 +263,7 @@ async def test_seller_and_buyer_go_from_sign_up_to_a_closed_deal_in_the_browser(
         link = page.get_by_role("link", name="view deal")
         return (await link.first.get_attribute("href") or "") if await link.count() else ""
 
+    await seller.goto(f"{base}/app/orders")
     buyer_href = await eventually(lambda: deal_link(buyer), bool, timeout=30, what="the buyer's deal link")
     seller_href = await eventually(lambda: deal_link(seller), bool, timeout=30, what="the seller's deal link")
     assert buyer_href == seller_href
@@ -268,7 +284,7 @@ async def test_seller_and_buyer_go_from_sign_up_to_a_closed_deal_in_the_browser(
     assert pdf.status == 200 and pdf.headers["content-type"] == "application/pdf"
     stranger_pdf = await buyer_ctx.request.get(f"{base}/app/documents/{uuid.uuid4()}/content")
     assert stranger_pdf.status == 404
-    await sign(seller, "stock_transfer_notice", "Sally Seller")
+    await sign_in_order(api, seller, buyer, deal_id, "stock_transfer_notice", buyer_api)
     issuer = token_for(uuid.uuid4(), Role.ISSUER, company_id=uuid.UUID(company_id))
     decision = await api.post(f"/v1/deals/{deal_id}/issuer-decision", json={"decision": "waive"}, headers=issuer)
     assert decision.status_code == 200, decision.text
@@ -276,14 +292,7 @@ async def test_seller_and_buyer_go_from_sign_up_to_a_closed_deal_in_the_browser(
     # --- the agreement and the joinder: the seller signs first, then the buyer
     await stage_is(seller, "awaiting_signatures")
     for kind in ("stock_transfer_agreement", "joinder"):
-        documents = (await api.get(f"/v1/deals/{deal_id}/documents", headers=buyer_api)).json()
-        signers = {s["role"] for d in documents if d["kind"] == kind for s in d["signers"]}
-        if "seller" in signers:
-            await seller.reload()
-            await sign(seller, kind, "Sally Seller")
-        if "buyer" in signers:
-            await buyer.reload()
-            await sign(buyer, kind, "Bob Buyer")
+        await sign_in_order(api, seller, buyer, deal_id, kind, buyer_api)
     await expect(buyer.locator("#documents")).to_contain_text("Joinder")
 
     # --- funding: the buyer sees the instructions; the sandbox rail settles the payment
