@@ -78,6 +78,9 @@ async def test_signup_login_and_logout_with_csrf_tokens(api: httpx.AsyncClient) 
         ):
             page = await browser.get(path)
             assert page.status_code == 200, (path, page.text[:500])
+        missing = await browser.get(f"/app/deals/{uuid.uuid4()}")
+        assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+        assert "<h1>Not found</h1>" in missing.text
         out = await browser.post("/app/logout", data={"csrf_token": token})
         assert out.status_code == 303
         assert (await browser.get("/app/holdings")).status_code == 303
