@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 
 import httpx
 
-from tests.factories import PASSWORD
+from services.identity.permissions import Role
+from services.identity.tokens import KeyRing, Principal
+from tests.factories import PASSWORD, register_and_login
 
 CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
 
@@ -84,3 +87,25 @@ async def test_signup_login_and_logout_with_csrf_tokens(api: httpx.AsyncClient) 
         out = await browser.post("/app/logout", data={"csrf_token": token})
         assert out.status_code == 303
         assert (await browser.get("/app/holdings")).status_code == 303
+
+
+async def test_an_expired_access_token_is_refreshed_once_for_racing_requests(
+    api: httpx.AsyncClient, keyring: KeyRing
+) -> None:
+    user = await register_and_login(api)
+    expired = keyring.issue(Principal(user_id=user.id, roles=frozenset({Role.INVESTOR})), ttl=-60)
+    cookie = {"Cookie": f"pap_session={expired}|{user.refresh_token}"}
+    async with await _browser(api) as browser:
+        first, second = await asyncio.gather(
+            browser.get("/app/holdings", headers=cookie), browser.get("/app/orders", headers=cookie)
+        )
+        assert (first.status_code, second.status_code) == (200, 200)
+        renewed = {
+            c.split(";")[0]
+            for r in (first, second)
+            for c in r.headers.get_list("set-cookie")
+            if c.startswith("pap_session=")
+        }
+        assert len(renewed) == 1, renewed  # both got the one rotated pair: no reuse, no revoked session
+        again = await browser.get("/app/holdings", headers={"Cookie": renewed.pop()})
+        assert again.status_code == 200 and "Holdings" in again.text

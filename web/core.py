@@ -9,6 +9,8 @@ once per request. Every POST must carry the CSRF cookie's value in the
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
 import secrets
 from pathlib import Path
@@ -21,6 +23,7 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import StateDep
+from api.state import AppState
 from pap.db import transaction
 from services import identity, notifications
 from services.errors import DomainError, Forbidden, Unauthenticated
@@ -98,18 +101,37 @@ async def optional_viewer(request: Request, state: StateDep) -> Principal | None
     try:
         principal = state.keyring.verify(access)
     except Unauthenticated:
-        if not refresh:
+        rotated = await _rotate(state, refresh) if refresh else None
+        if rotated is None:
             return None
-        async with transaction(state.resources.sessions) as session:
-            outcome = await identity.refresh(session, state.resources.redis, state.keyring, refresh_token=refresh)
-        if isinstance(outcome, DomainError):
-            return None
-        request.state.new_session = (outcome.access_token, outcome.refresh_token)
-        principal = state.keyring.verify(outcome.access_token)
+        request.state.new_session = rotated
+        principal = state.keyring.verify(rotated[0])
     if await state.is_revoked(principal):
         return None
     request.state.principal = principal
     return principal
+
+
+async def _rotate(state: AppState, refresh: str) -> tuple[str, str] | None:
+    """Refresh once per refresh token even when requests race (a page and its htmx poll): the first
+    request rotates under a Redis lock and leaves the new pair for a minute; the others reuse it, so the
+    API's reuse detection never revokes a browser session by accident."""
+    redis = state.resources.redis
+    key = "pap:web:refreshed:" + hashlib.sha256(refresh.encode()).hexdigest()
+    for _ in range(50):
+        cached = await redis.get(key)
+        if cached:
+            access, _sep, new_refresh = (cached.decode() if isinstance(cached, bytes) else str(cached)).partition("|")
+            return access, new_refresh
+        if await redis.set(key + ":lock", "1", nx=True, ex=10):
+            async with transaction(state.resources.sessions) as session:
+                outcome = await identity.refresh(session, redis, state.keyring, refresh_token=refresh)
+            if isinstance(outcome, DomainError):
+                return None
+            await redis.set(key, f"{outcome.access_token}|{outcome.refresh_token}", ex=60)
+            return outcome.access_token, outcome.refresh_token
+        await asyncio.sleep(0.1)  # another request of this browser is rotating right now
+    return None
 
 
 async def viewer(principal: Annotated[Principal | None, Depends(optional_viewer)]) -> Principal:
