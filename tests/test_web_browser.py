@@ -8,6 +8,7 @@ Pages are checked with axe-core for serious/critical accessibility violations.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -314,6 +315,15 @@ async def test_seller_and_buyer_go_from_sign_up_to_a_closed_deal_in_the_browser(
     kinds = await seller.locator("li.document").evaluate_all("els => els.map(e => e.dataset.kind)")
     assert all(s == "signed" for s, k in zip(statuses, kinds, strict=True) if k != "issuer_consent"), statuses
     await shot(seller, "deal-closed")
+
+    # --- the closed trade becomes a print on the company's price chart (server-rendered SVG)
+    async def chart_points() -> int:
+        await seller.goto(f"{base}/app/companies/{company_id}")
+        return await seller.locator("svg.chart polyline").count()
+
+    await eventually(chart_points, lambda n: n == 1, timeout=30, what="the price chart")
+    await expect(seller.locator("svg.chart")).to_have_attribute("aria-label", re.compile("between 20"))
+    await shot(seller, "company-after-trade")
 
     # --- the shares moved: the buyer holds 100, the seller 900
     await buyer.goto(f"{base}/app/holdings")
