@@ -29,6 +29,7 @@ typecheck: install
 	$(BIN)/mypy .
 
 test: lint typecheck
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(BIN)/pytest
 
 format: install

@@ -20,6 +20,7 @@ from pap.settings import Settings, get_settings
 from pap.telemetry import configure
 from services.identity import ensure_bootstrap_admin
 from services.identity.tokens import KeyRing
+from web import install as install_web
 
 log = structlog.get_logger(__name__)
 
@@ -64,5 +65,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     for router in ROUTERS:
         app.include_router(router)
+    install_web(app)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="health/live,metrics")
     return app

@@ -233,5 +233,21 @@ def pricing_backtest(security_id: str = typer.Option(..., help="The security to 
     Console().print(asyncio.run(main()))
 
 
+@app.command()
+def seed(demo: bool = typer.Option(False, "--demo", help="Load the demo data set")) -> None:
+    """Load demo data through the services (idempotent: run it again and nothing is duplicated)."""
+    if not demo:
+        console.print("nothing to do: pass --demo")
+        raise typer.Exit(2)
+    from pap.seed import seed_demo
+
+    report = asyncio.run(seed_demo(load_settings()))
+    out = Console()
+    out.print(f"companies: {', '.join(report.companies)}")
+    out.print(f"open sell order: {report.order_id}")
+    for email, password in report.users:
+        out.print(f"demo user {email} / {password}  (log in at /app/login)")
+
+
 if __name__ == "__main__":
     sys.exit(app())

@@ -1,0 +1,111 @@
+"""The /app browser layer without a browser: CSRF double-submit, security headers, login redirects."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+
+import httpx
+
+from services.identity.permissions import Role
+from services.identity.tokens import KeyRing, Principal
+from tests.factories import PASSWORD, register_and_login
+
+CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+
+
+def _csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF field in the form"
+    return match.group(1)
+
+
+async def _browser(api: httpx.AsyncClient) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=str(api.base_url), timeout=30)
+
+
+async def test_app_pages_carry_the_content_security_policy_and_friends(api: httpx.AsyncClient) -> None:
+    async with await _browser(api) as browser:
+        page = await browser.get("/app/login")
+    assert page.status_code == 200
+    assert page.headers["content-security-policy"] == CSP
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    cookie = next(c for c in page.headers.get_list("set-cookie") if c.startswith("pap_csrf="))
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie
+    assert "<script>" not in page.text and "style=" not in page.text
+
+
+async def test_a_post_without_the_csrf_token_is_refused(api: httpx.AsyncClient) -> None:
+    async with await _browser(api) as browser:
+        await browser.get("/app/login")  # gets the CSRF cookie
+        response = await browser.post("/app/login", data={"username": "x@example.com", "password": "nope"})
+        assert response.status_code == 403
+        wrong = await browser.post(
+            "/app/login", data={"username": "x@example.com", "password": "nope", "csrf_token": "forged"}
+        )
+        assert wrong.status_code == 403
+
+
+async def test_signup_login_and_logout_with_csrf_tokens(api: httpx.AsyncClient) -> None:
+    email = f"web-{uuid.uuid4().hex[:10]}@example.com"
+    async with await _browser(api) as browser:
+        assert (await browser.get("/app/holdings")).headers["location"] == "/app/login"
+        token = _csrf((await browser.get("/app/signup")).text)
+        short = await browser.post(
+            "/app/signup", data={"email": email, "password": "short", "full_name": "W", "csrf_token": token}
+        )
+        assert short.status_code == 422 and 'id="e-password"' in short.text
+        created = await browser.post(
+            "/app/signup", data={"email": email, "password": PASSWORD, "full_name": "Web User", "csrf_token": token}
+        )
+        assert created.status_code == 200, created.text
+        bad = await browser.post(
+            "/app/login", data={"username": email, "password": "wrong-password-1", "csrf_token": token}
+        )
+        assert bad.status_code == 401 and "wrong" in bad.text
+        ok = await browser.post("/app/login", data={"username": email, "password": PASSWORD, "csrf_token": token})
+        assert ok.status_code == 303 and ok.headers["location"] == "/app"
+        session_cookie = next(c for c in ok.headers.get_list("set-cookie") if c.startswith("pap_session="))
+        assert "HttpOnly" in session_cookie and "SameSite=lax" in session_cookie and "Secure" not in session_cookie
+        home = await browser.get("/app")
+        assert home.status_code == 200 and "Overview" in home.text
+        for path in (
+            "/app/companies",
+            "/app/holdings",
+            "/app/orders",
+            "/app/verification",
+            "/app/security",
+            "/app/notifications",
+        ):
+            page = await browser.get(path)
+            assert page.status_code == 200, (path, page.text[:500])
+        missing = await browser.get(f"/app/deals/{uuid.uuid4()}")
+        assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+        assert "<h1>Not found</h1>" in missing.text
+        out = await browser.post("/app/logout", data={"csrf_token": token})
+        assert out.status_code == 303
+        assert (await browser.get("/app/holdings")).status_code == 303
+
+
+async def test_an_expired_access_token_is_refreshed_once_for_racing_requests(
+    api: httpx.AsyncClient, keyring: KeyRing
+) -> None:
+    user = await register_and_login(api)
+    expired = keyring.issue(Principal(user_id=user.id, roles=frozenset({Role.INVESTOR})), ttl=-60)
+    cookie = {"Cookie": f"pap_session={expired}|{user.refresh_token}"}
+    async with await _browser(api) as browser:
+        first, second = await asyncio.gather(
+            browser.get("/app/holdings", headers=cookie), browser.get("/app/orders", headers=cookie)
+        )
+        assert (first.status_code, second.status_code) == (200, 200)
+        renewed = {
+            c.split(";")[0]
+            for r in (first, second)
+            for c in r.headers.get_list("set-cookie")
+            if c.startswith("pap_session=")
+        }
+        assert len(renewed) == 1, renewed  # both got the one rotated pair: no reuse, no revoked session
+        again = await browser.get("/app/holdings", headers={"Cookie": renewed.pop()})
+        assert again.status_code == 200 and "Holdings" in again.text

@@ -1,0 +1,179 @@
+"""Sign-up, log-in (with TOTP), log-out, the security page (sessions, MFA) and notifications."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from typing import Annotated
+
+import segno
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from api.deps import RedisDep, SessionsDep, StateDep
+from models.identity import RegisterRequest
+from pap.db import transaction
+from services import identity, notifications
+from services.errors import DomainError
+from services.identity.sessions import InvalidCredentials, MfaRequired
+from web.core import MaybeViewer, Viewer, clear_session, field_errors, redirect, render, set_session
+
+router = APIRouter()
+
+
+@router.get("/signup")
+async def signup_page(request: Request) -> Response:
+    return await render(request, "signup.html")
+
+
+@router.post("/signup")
+async def signup(
+    request: Request,
+    sessions: SessionsDep,
+    email: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    full_name: Annotated[str, Form()] = "",
+) -> Response:
+    form = {"email": email, "full_name": full_name}
+    try:
+        body = RegisterRequest(email=email, password=password, full_name=full_name)
+        async with transaction(sessions) as session:
+            await identity.register(session, email=body.email, password=body.password, full_name=body.full_name)
+    except (DomainError, ValidationError) as error:
+        return await render(request, "signup.html", {"errors": field_errors(error), "form": form}, status_code=422)
+    return await render(request, "login.html", {"form": {"username": email}, "notice": "Account created: log in."})
+
+
+@router.get("/login")
+async def login_page(request: Request) -> Response:
+    return await render(request, "login.html")
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    sessions: SessionsDep,
+    state: StateDep,
+    redis: RedisDep,
+    username: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    otp: Annotated[str, Form()] = "",
+) -> Response:
+    email = username.strip().lower()
+    ip = request.client.host if request.client else "unknown"
+    form = {"username": username}
+    try:
+        await identity.check_login_allowed(redis, email=email, ip=ip)
+        async with transaction(sessions) as session:
+            outcome = await identity.password_login(
+                session,
+                state.keyring,
+                email=email,
+                password=password,
+                otp=otp.strip() or None,
+                ip=ip,
+                user_agent=request.headers.get("user-agent"),
+            )
+    except DomainError as error:
+        outcome = error
+    if isinstance(outcome, DomainError):
+        if isinstance(outcome, MfaRequired):
+            ctx = {"form": form, "mfa": True, "password": password, "notice": "Enter the code from your app."}
+            return await render(request, "login.html", ctx, status_code=401)
+        if isinstance(outcome, InvalidCredentials):
+            await identity.record_login_failure(redis, email=email, ip=ip)
+        ctx = {"form": form, "mfa": bool(otp), "errors": {"_": outcome.detail}}
+        return await render(request, "login.html", ctx, status_code=401)
+    await identity.clear_account_failures(redis, email=email)
+    response = redirect("/app")
+    set_session(request, response, outcome)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, principal: MaybeViewer, sessions: SessionsDep, redis: RedisDep) -> Response:
+    if principal is not None and principal.session_id is not None:
+        async with transaction(sessions) as session:
+            await identity.revoke_session(
+                session, redis, user_id=principal.user_id, session_id=principal.session_id, reason="logout"
+            )
+    response = redirect("/app/login")
+    clear_session(response)
+    return response
+
+
+async def _security(request: Request, principal: Viewer, sessions: SessionsDep, **extra: object) -> Response:
+    async with sessions() as session:
+        user = await identity.get_user(session, principal.user_id)
+        items = await identity.list_sessions(session, user_id=principal.user_id, current=principal.session_id)
+    return await render(request, "security.html", {"user": user, "sessions": items, **extra})
+
+
+@router.get("/security")
+async def security_page(request: Request, principal: Viewer, sessions: SessionsDep) -> Response:
+    return await _security(request, principal, sessions)
+
+
+@router.post("/security/sessions/{session_id}/revoke")
+async def revoke(
+    session_id: uuid.UUID, request: Request, principal: Viewer, sessions: SessionsDep, redis: RedisDep
+) -> Response:
+    async with transaction(sessions) as session:
+        await identity.revoke_session(session, redis, user_id=principal.user_id, session_id=session_id, reason="user")
+    if session_id == principal.session_id:
+        response = redirect("/app/login")
+        clear_session(response)
+        return response
+    return redirect("/app/security")
+
+
+@router.post("/security/mfa")
+async def start_mfa(request: Request, principal: Viewer, sessions: SessionsDep) -> Response:
+    async with transaction(sessions) as session:
+        enrolment = await identity.start_totp(session, principal.user_id)
+    buffer = io.BytesIO()
+    segno.make(enrolment.otpauth_uri, error="m").save(buffer, kind="svg", scale=4, svgclass=None, lineclass=None)
+    svg = buffer.getvalue().decode().split("?>", 1)[-1]
+    return await _security(request, principal, sessions, enrolment=enrolment, qr_svg=svg)
+
+
+@router.post("/security/mfa/verify")
+async def verify_mfa(
+    request: Request,
+    principal: Viewer,
+    sessions: SessionsDep,
+    state: StateDep,
+    code: Annotated[str, Form()] = "",
+) -> Response:
+    try:
+        async with transaction(sessions) as session:
+            codes = await identity.confirm_totp(session, principal.user_id, code.strip())
+            upgraded = await identity.upgrade_to_mfa(session, state.keyring, session_id=principal.session_id)
+    except DomainError as error:
+        return await _security(request, principal, sessions, mfa_errors={"code": error.detail})
+    response = await _security(request, principal, sessions, recovery_codes=codes)
+    if upgraded is not None:
+        set_session(request, response, upgraded)
+    return response
+
+
+@router.get("/notifications")
+async def notifications_page(request: Request, principal: Viewer, sessions: SessionsDep) -> Response:
+    async with sessions() as session:
+        page = await notifications.list_notifications(session, principal.user_id, limit=50, cursor=None)
+    return await render(request, "notifications.html", {"items": page.items})
+
+
+@router.post("/notifications/{notification_id}/read")
+async def mark_read(notification_id: uuid.UUID, principal: Viewer, sessions: SessionsDep) -> Response:
+    async with transaction(sessions) as session:
+        await notifications.mark_read(session, principal.user_id, notification_id)
+    return redirect("/app/notifications")
+
+
+@router.post("/notifications/read-all")
+async def mark_all(principal: Viewer, sessions: SessionsDep) -> Response:
+    async with transaction(sessions) as session:
+        await notifications.mark_all_read(session, principal.user_id)
+    return redirect("/app/notifications")
