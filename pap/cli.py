@@ -245,6 +245,7 @@ def seed(demo: bool = typer.Option(False, "--demo", help="Load the demo data set
     out = Console()
     out.print(f"companies: {', '.join(report.companies)}")
     out.print(f"open sell order: {report.order_id}")
+    out.print(f"deal in progress: {report.deal_id} (open /app/deals/{report.deal_id} as either demo user)")
     for email, password in report.users:
         out.print(f"demo user {email} / {password}  (log in at /app/login)")
 

@@ -2,17 +2,20 @@
 
 Companies with funding rounds and a year of closed-trade price prints, a demo
 seller with a verified holding and an open sell order (its workflow started
-like the API does), and a demo buyer account. Deals need both parties'
-signatures and the KYC provider, so the demo deal is left to the browser.
+like the API does), a demo buyer verified through the sandbox KYC provider and a
+compliance approval, and a brokered deal between them in progress, all through
+the running API exactly as users would (tokens minted with the API's key ring).
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import httpx
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from events.envelope import CloudEvent
@@ -24,7 +27,7 @@ from pap.db import SessionFactory, create_engine, create_session_factory, transa
 from pap.settings import Settings
 from services import companies, holdings, identity, marketplace, pricing
 from services.identity.permissions import Role
-from services.identity.tokens import Principal
+from services.identity.tokens import KeyRing, Principal
 from services.identity.users import find_by_email
 
 DEMO_PASSWORD = "Demo-Investor-Password-1!"
@@ -43,6 +46,7 @@ class SeedReport:
     companies: list[str]
     users: list[tuple[str, str]]
     order_id: uuid.UUID | None
+    deal_id: uuid.UUID | None = None
 
 
 def _usd(amount: str | Decimal) -> Money:
@@ -105,8 +109,15 @@ async def seed_demo(settings: Settings) -> SeedReport:
                 )
                 await holdings.verify_holding(session, SEED_ACTOR, holding.id, "demo data")
         order_id = await _open_order(settings, sessions, seller.id, security_id, Decimal(price) + 2)
+        async with sessions() as session:
+            buyer = await find_by_email(session, USERS[1][0])
+        assert buyer is not None
+        deal_id = await _deal_in_progress(settings, seller.id, buyer.id, security_id, Decimal(price))
         return SeedReport(
-            companies=[c[0] for c in COMPANIES], users=[(e, DEMO_PASSWORD) for e, _ in USERS], order_id=order_id
+            companies=[c[0] for c in COMPANIES],
+            users=[(e, DEMO_PASSWORD) for e, _ in USERS],
+            order_id=order_id,
+            deal_id=deal_id,
         )
     finally:
         await engine.dispose()
@@ -155,3 +166,54 @@ async def _open_order(
     client = await connect(settings.require("temporal_address"), settings.temporal_namespace)
     await _start_lifecycle(client, outcome.order, settings.task_queue)
     return outcome.order.id
+
+
+async def _deal_in_progress(
+    settings: Settings, seller_id: uuid.UUID, buyer_id: uuid.UUID, security_id: uuid.UUID, price: Decimal
+) -> uuid.UUID:
+    """Verify the demo buyer (sandbox KYC, compliance approval) and start a brokered deal, through the API."""
+    ring = KeyRing.load(settings.state_dir / "keys", settings.jwt_private_key_file)
+
+    def bearer(user_id: uuid.UUID, *roles: Role) -> dict[str, str]:
+        return {"Authorization": "Bearer " + ring.issue(Principal(user_id=user_id, roles=frozenset(roles), mfa=True))}
+
+    buyer = bearer(buyer_id, Role.INVESTOR)
+    async with httpx.AsyncClient(base_url=f"http://{settings.api_host}:{settings.api_port}", timeout=30) as api:
+        open_deals = [
+            d for d in (await api.get("/v1/deals", headers=buyer)).json()["items"] if d["stage"] != "cancelled"
+        ]
+        if open_deals:
+            return uuid.UUID(open_deals[0]["id"])
+        me = (await api.get("/v1/me", headers=buyer)).json()
+        if me["kyc_status"] != "approved":
+            kyc = {"legal_name": "Bob Buyer", "date_of_birth": "1980-01-01", "country": "US", "tax_id_last4": "4321"}
+            (await api.post("/v1/profiles/me/kyc", json=kyc, headers=buyer)).raise_for_status()
+            for _ in range(300):  # the sandbox provider answers through its webhook within a second or two
+                if (await api.get("/v1/me", headers=buyer)).json()["kyc_status"] == "approved":
+                    break
+                await asyncio.sleep(0.1)
+        if me["accreditation_status"] != "approved":
+            request = await api.post("/v1/profiles/me/accreditation", json={"method": "income"}, headers=buyer)
+            request.raise_for_status()
+            decision = {"decision": "approve", "reason": "demo data"}
+            compliance = bearer(NAMESPACE, Role.COMPLIANCE)
+            for _ in range(100):  # the review workflow must be running before it takes the decision
+                answer = await api.post(
+                    f"/v1/compliance/accreditations/{request.json()['id']}/decision", json=decision, headers=compliance
+                )
+                if answer.status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+        deal = await api.post(
+            "/v1/deals",
+            json={
+                "security_id": str(security_id),
+                "seller_id": str(seller_id),
+                "buyer_id": str(buyer_id),
+                "quantity": 200,
+                "price": {"amount": str(price), "currency": "USD"},
+            },
+            headers=bearer(uuid.uuid5(NAMESPACE, "deal-manager"), Role.DEAL_MANAGER),
+        )
+        deal.raise_for_status()
+        return uuid.UUID(deal.json()["id"])

@@ -6,7 +6,7 @@ from pap.db import SessionFactory
 from pap.seed import COMPANIES, USERS, seed_demo
 from pap.settings import Settings
 from pap.stack.embedded import EmbeddedStack
-from services import companies, holdings, marketplace, pricing
+from services import companies, deals, holdings, marketplace, pricing
 from services.identity.users import find_by_email
 from tests.market_support import COMPLIANCE
 
@@ -17,6 +17,7 @@ async def test_demo_seed_is_idempotent_and_complete(
     first = await seed_demo(settings)
     second = await seed_demo(settings)
     assert first.order_id is not None and first.order_id == second.order_id
+    assert first.deal_id is not None and first.deal_id == second.deal_id
     async with sessions() as session:
         for name, *_ in COMPANIES:
             found = [c for c in (await companies.list_companies(session, q=name, limit=10)).items if c.name == name]
@@ -31,3 +32,5 @@ async def test_demo_seed_is_idempotent_and_complete(
         assert [(h.quantity, h.status) for h in positions.items] == [(5_000, "verified")]
         order = await marketplace.get_order_for(session, COMPLIANCE, first.order_id)
         assert order.status == "open" and order.side == "sell"
+        deal = await deals.get_deal(session, first.deal_id)
+        assert deal.seller_id == seller.id and deal.stage != "cancelled"
