@@ -10,7 +10,7 @@ import httpx
 
 from services.identity.permissions import Role
 from services.identity.tokens import KeyRing, Principal
-from tests.factories import PASSWORD, register_and_login
+from tests.factories import PASSWORD, next_totp, register_and_login
 
 CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
 
@@ -109,3 +109,31 @@ async def test_an_expired_access_token_is_refreshed_once_for_racing_requests(
         assert len(renewed) == 1, renewed  # both got the one rotated pair: no reuse, no revoked session
         again = await browser.get("/app/holdings", headers={"Cookie": renewed.pop()})
         assert again.status_code == 200 and "Holdings" in again.text
+
+
+async def test_an_mfa_user_logs_in_to_the_app_with_a_code(api: httpx.AsyncClient) -> None:
+    user = await register_and_login(api, enrol_mfa=True)
+    assert user.totp_secret is not None
+    async with await _browser(api) as browser:
+        token = _csrf((await browser.get("/app/login")).text)
+        asked = await browser.post(
+            "/app/login", data={"username": user.email, "password": PASSWORD, "csrf_token": token}
+        )
+        assert asked.status_code == 401
+        assert 'name="otp"' in asked.text
+        assert not any(c.startswith("pap_session=") for c in asked.headers.get_list("set-cookie"))
+        wrong = await browser.post(
+            "/app/login", data={"username": user.email, "password": PASSWORD, "otp": "000000", "csrf_token": token}
+        )
+        assert wrong.status_code == 401
+        ok = await browser.post(
+            "/app/login",
+            data={
+                "username": user.email,
+                "password": PASSWORD,
+                "otp": next_totp(user.totp_secret),
+                "csrf_token": token,
+            },
+        )
+        assert ok.status_code == 303, ok.text
+        assert (await browser.get("/app/security")).status_code == 200
