@@ -148,7 +148,7 @@ async def _open_order(
     settings: Settings, sessions: SessionFactory, seller_id: uuid.UUID, security_id: uuid.UUID, price: Decimal
 ) -> uuid.UUID | None:
     """One resting sell order of the demo seller, with its OrderLifecycle workflow (needs Temporal)."""
-    from api.routers.marketplace import _start_lifecycle
+    from api.routers.marketplace import start_lifecycle
     from temporal.client import connect
 
     principal = Principal(user_id=seller_id, roles=frozenset({Role.INVESTOR}))
@@ -164,7 +164,7 @@ async def _open_order(
             OrderCreate(security_id=security_id, side=Side.SELL, quantity=500, limit_price=_usd(price)),
         )
     client = await connect(settings.require("temporal_address"), settings.temporal_namespace)
-    await _start_lifecycle(client, outcome.order, settings.task_queue)
+    await start_lifecycle(client, outcome.order, settings.task_queue)
     return outcome.order.id
 
 

@@ -11,7 +11,7 @@ from temporalio.service import RPCError
 
 from api.deps import SessionsDep, SettingsDep, StoreDep, TemporalDep
 from api.routers import deals as deals_api
-from api.routers.documents import _context, _pdf
+from api.routers.documents import pdf_response, request_context
 from models.deals import DealStage, DealState
 from pap.db import transaction
 from services import deals, documents
@@ -40,7 +40,7 @@ async def _context_for(
     deal_id: uuid.UUID, principal: Principal, sessions: SessionsDep, temporal: TemporalDep
 ) -> dict[str, Any]:
     async with sessions() as session:
-        read = await deals_api._read(session, await deals.deal_for_viewer(session, deal_id, principal))
+        read = await deals_api.deal_read(session, await deals.deal_for_viewer(session, deal_id, principal))
     live: DealState | None = None
     try:
         live = await temporal.get_workflow_handle(deal_workflow_id(deal_id)).query("state", result_type=DealState)
@@ -115,7 +115,7 @@ async def sign(
                     document_id=document_id,
                     user_id=principal.user_id,
                     signature_name=signature_name.strip(),
-                    ctx=_context(request),
+                    ctx=request_context(request),
                 )
             await documents.signal_deal(temporal, outcome.signal)
         except DomainError as error:
@@ -138,4 +138,4 @@ async def document_content(
     """The PDF, with the same participant check as `GET /v1/documents/{id}/content`."""
     async with sessions() as session:
         data = await documents.read_content(session, store, principal, document_id, version)
-    return _pdf(data, document_id, version)
+    return pdf_response(data, document_id, version)

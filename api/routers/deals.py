@@ -95,7 +95,7 @@ async def create_brokered_deal(
         )
     await start_deal(temporal, deals.workflow_input(deal), settings.task_queue)
     async with sessions() as session:
-        return await _read(session, deal)
+        return await deal_read(session, deal)
 
 
 @router.get("")
@@ -113,14 +113,14 @@ async def list_deals(
     )
     page, more = rows[:limit], len(rows) > limit
     return {
-        "items": [(await _read(session, deal, full=False)).model_dump(mode="json") for deal in page],
+        "items": [(await deal_read(session, deal, full=False)).model_dump(mode="json") for deal in page],
         "next_cursor": encode_cursor(page[-1].created_at, page[-1].id) if more else None,
     }
 
 
 @router.get("/{deal_id}")
 async def get_deal(deal_id: uuid.UUID, principal: CurrentUser, session: SessionDep) -> DealRead:
-    return await _read(session, await deals.deal_for_viewer(session, deal_id, principal))
+    return await deal_read(session, await deals.deal_for_viewer(session, deal_id, principal))
 
 
 @router.get("/{deal_id}/state")
@@ -212,7 +212,7 @@ async def _update(client: Client, deal_id: uuid.UUID, name: str, argument: objec
     return state
 
 
-async def _read(session: Any, deal: Deal, *, full: bool = True) -> DealRead:
+async def deal_read(session: Any, deal: Deal, *, full: bool = True) -> DealRead:
     participants = [
         ParticipantRead(user_id=deal.seller_id, role="seller"),
         ParticipantRead(user_id=deal.buyer_id, role="buyer"),

@@ -31,14 +31,14 @@ router = APIRouter(tags=["documents"])
 Version = Annotated[Literal["original", "signed"], Query(description="`signed` = the executed, PAdES-sealed copy")]
 
 
-def _context(request: Request) -> RequestContext:
+def request_context(request: Request) -> RequestContext:
     return RequestContext(
         ip=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
     )
 
 
-def _pdf(data: bytes, document_id: uuid.UUID, version: str) -> Response:
+def pdf_response(data: bytes, document_id: uuid.UUID, version: str) -> Response:
     return Response(
         content=data,
         media_type="application/pdf",
@@ -67,7 +67,7 @@ async def get_document_content(
     version: Version = "original",
 ) -> Response:
     data = await documents.read_content(session, store, principal, document_id, version)
-    return _pdf(data, document_id, version)
+    return pdf_response(data, document_id, version)
 
 
 @router.get("/v1/documents/{document_id}/events")
@@ -98,7 +98,7 @@ async def sign_document(
             document_id=document_id,
             user_id=principal.user_id,
             signature_name=body.signature_name,
-            ctx=_context(request),
+            ctx=request_context(request),
         )
     await documents.signal_deal(temporal, outcome.signal)
     return outcome.result
@@ -115,7 +115,11 @@ async def decline_document(
 ) -> DocumentRead:
     async with transaction(sessions) as session:
         declined = await documents.decline_document(
-            session, document_id=document_id, user_id=principal.user_id, reason=body.reason, ctx=_context(request)
+            session,
+            document_id=document_id,
+            user_id=principal.user_id,
+            reason=body.reason,
+            ctx=request_context(request),
         )
         read = await documents.get_document(session, principal, document_id)
     await documents.signal_deal(temporal, declined)
@@ -125,7 +129,7 @@ async def decline_document(
 @router.get("/v1/sign/{token}")
 async def view_signing_link(token: str, request: Request, session: SessionDep) -> SigningLinkView:
     """What an emailed signing link asks its holder to sign (no bearer token: the link is the credential)."""
-    return await documents.view_signing_link(session, token, _context(request))
+    return await documents.view_signing_link(session, token, request_context(request))
 
 
 @router.get(
@@ -136,7 +140,7 @@ async def view_signing_link(token: str, request: Request, session: SessionDep) -
 async def signing_link_content(token: str, session: SessionDep, store: StoreDep) -> Response:
     document = await documents.signing_link_document(session, token)
     data = await documents.document_bytes(store, document, "original")
-    return _pdf(data, document.id, "original")
+    return pdf_response(data, document.id, "original")
 
 
 @router.post("/v1/sign/{token}")
@@ -156,7 +160,7 @@ async def sign_with_link(
             settings.state_dir / "keys",
             token=token,
             signature_name=body.signature_name,
-            ctx=_context(request),
+            ctx=request_context(request),
         )
     await documents.signal_deal(temporal, outcome.signal)
     return outcome.result

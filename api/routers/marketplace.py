@@ -76,7 +76,7 @@ def _workflow_input(order: OrderRead) -> OrderWorkflowInput:
     )
 
 
-async def _start_lifecycle(client: Client, order: OrderRead, task_queue: str) -> None:
+async def start_lifecycle(client: Client, order: OrderRead, task_queue: str) -> None:
     await client.start_workflow(
         OrderLifecycle.run,
         _workflow_input(order),
@@ -100,7 +100,7 @@ async def place_order(
     async with transaction(sessions) as session:
         outcome = await marketplace.place_order(session, principal.user_id, body)
     await asyncio.gather(
-        _start_lifecycle(client, outcome.order, settings.task_queue),
+        start_lifecycle(client, outcome.order, settings.task_queue),
         after_commit(client, outcome, task_queue=settings.task_queue),
     )
     return outcome.order
@@ -150,7 +150,7 @@ async def _update(
             if error.status != RPCStatusCode.NOT_FOUND or attempt:
                 raise
             # The workflow never started (the API stopped right after commit): start it, then retry.
-            await _start_lifecycle(client, order, task_queue)
+            await start_lifecycle(client, order, task_queue)
     raise AssertionError("unreachable")
 
 
