@@ -27,7 +27,7 @@ async def deal_at(api: httpx.AsyncClient, deal_id: str, headers: dict[str, str],
     async def read() -> dict[str, Any]:
         return (await api.get(f"/v1/deals/{deal_id}", headers=headers)).json()  # type: ignore[no-any-return]
 
-    return await eventually(read, lambda d: d.get("stage") == stage, timeout=60, what=f"deal {stage}")
+    return await eventually(read, lambda d: d.get("stage") == stage, timeout=120, what=f"deal {stage}")
 
 
 async def sign_pending(api: httpx.AsyncClient, deal_id: str, people: Parties, kinds: set[str]) -> None:

@@ -49,7 +49,9 @@ with workflow.unsafe.imports_passed_through():
     from models.payments import PaymentReceived
     from temporal import search_attributes as sa
 
-ACTIVITY_TIMEOUT = timedelta(seconds=60)
+ACTIVITY_TIMEOUT = timedelta(seconds=20)
+"""Short: every deal activity is a few database statements (or one PDF), and a crashed worker's
+activity is retried elsewhere only once this much time has passed."""
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 MAX_BACKUP_BUYERS = 3
 
