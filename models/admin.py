@@ -140,4 +140,6 @@ class RetryReport(BaseModel):
     deal_id: uuid.UUID
     status: str
     pending_activities: list[dict[str, Any]]
+    retried: list[str] = PydField(default_factory=list)
+    """The failing activities that were reset to run again at once."""
     detail: str

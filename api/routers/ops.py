@@ -58,15 +58,15 @@ async def deal_history(
 async def retry_deal(
     deal_id: uuid.UUID, principal: Operator, session: SessionDep, temporal: TemporalDep
 ) -> RetryReport:
-    """Temporal retries failing activities by itself; this reports each pending activity's attempts and failure."""
+    """Retry the deal's failing steps now (after fixing their cause) and report every pending activity."""
     await deals.get_deal(session, deal_id)
-    report = await ops.retry_report(temporal, deal_id)
+    report = await ops.retry_failing_steps(temporal, deal_id)
     await ops.audit_ops(
         session,
         actor_id=principal.user_id,
         action="ops.deal_retry_requested",
         deal_id=deal_id,
-        data={"status": report.status, "pending": report.pending_activities},
+        data={"status": report.status, "pending": report.pending_activities, "retried": report.retried},
     )
     return report
 

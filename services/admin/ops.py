@@ -11,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.api.history.v1 import HistoryEvent as TemporalEvent
+from temporalio.api.workflowservice.v1 import ResetActivityRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -190,16 +192,17 @@ async def cancel_deal(client: Client, deal_id: uuid.UUID, request: CancelInput) 
     return state
 
 
-async def retry_report(client: Client, deal_id: uuid.UUID) -> RetryReport:
-    """What a retry would do: Temporal already retries failing activities with backoff; report their attempts.
+async def retry_failing_steps(client: Client, deal_id: uuid.UUID) -> RetryReport:
+    """Retry a deal's failing steps now, and report every pending activity.
 
-    Activities of DealExecution retry forever with a capped backoff, so ops never
-    has to restart one: once the cause is fixed the next attempt succeeds. This
-    reports each pending activity's attempt count and last failure so ops knows
-    what to fix.
+    Activities of DealExecution retry forever with a capped backoff; once ops have
+    fixed the cause shown in `last_failure`, this resets the failing activities
+    (Temporal's ResetActivity) so their next attempt runs at once instead of after
+    the backoff. Steps are idempotent, so an extra attempt is always safe.
     """
+    handle = _handle(client, deal_id)
     try:
-        description = await _handle(client, deal_id).describe()
+        description = await handle.describe()
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
             raise DealStageConflict("The deal has no workflow.") from None
@@ -211,6 +214,7 @@ async def retry_report(client: Client, deal_id: uuid.UUID) -> RetryReport:
         pending.append(
             {
                 "activity": activity.activity_type.name,
+                "activity_id": activity.activity_id,
                 "attempt": activity.attempt,
                 "state": PendingActivityState.Name(activity.state).removeprefix("PENDING_ACTIVITY_STATE_").lower(),
                 "last_failure": last_failure,
@@ -220,16 +224,25 @@ async def retry_report(client: Client, deal_id: uuid.UUID) -> RetryReport:
             }
         )
     failing = [p for p in pending if p["last_failure"]]
+    retried: list[str] = []
     if status is not WorkflowExecutionStatus.RUNNING:
         detail = f"The workflow is {status.name.lower()}; there is nothing to retry."
     elif failing:
-        detail = (
-            f"{len(failing)} activity(ies) failing; Temporal retries them automatically with backoff. "
-            "Fix the cause shown in last_failure and the next attempt completes the step."
-        )
+        for step in failing:
+            await client.workflow_service.reset_activity(
+                ResetActivityRequest(
+                    namespace=client.namespace,
+                    execution=WorkflowExecution(workflow_id=handle.id),
+                    id=step["activity_id"],
+                )
+            )
+            retried.append(step["activity"])
+        detail = f"Retrying now: {', '.join(retried)} (the attempt count starts again)."
     else:
         detail = "No activity is failing; the deal is waiting for a person or a timer."
-    return RetryReport(deal_id=deal_id, status=status.name.lower(), pending_activities=pending, detail=detail)
+    return RetryReport(
+        deal_id=deal_id, status=status.name.lower(), pending_activities=pending, retried=retried, detail=detail
+    )
 
 
 async def audit_ops(
