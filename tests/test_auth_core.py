@@ -69,3 +69,13 @@ def test_roles_map_to_permissions_in_one_place() -> None:
     assert Permission.ORDERS_PLACE in permissions_of({Role.INVESTOR})
     assert Permission.USERS_MANAGE not in permissions_of({Role.INVESTOR, Role.ISSUER})
     assert Permission.USERS_MANAGE in permissions_of({Role.ADMIN})
+
+
+def test_the_ring_ignores_other_keys_kept_in_the_same_folder(tmp_path: Path) -> None:
+    from services.documents.pades import load_signing_key
+
+    load_signing_key(tmp_path / "keys")  # the documents' P-256 signing key lives in the same folder
+    first = KeyRing.load(tmp_path / "keys")
+    again = KeyRing.load(tmp_path / "keys")
+    assert len(again.keys) == 1
+    assert again.verify(first.issue(principal())).roles == frozenset({Role.INVESTOR})

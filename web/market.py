@@ -135,12 +135,10 @@ async def company_page(company_id: uuid.UUID, request: Request, principal: Viewe
 
 
 async def _securities(session: Any) -> list[dict[str, Any]]:
-    page = await companies.list_companies(session, limit=100)
-    out = []
-    for company in page.items:
-        detail = await companies.get_company(session, company.id)
-        out += [{"id": s.id, "label": f"{company.name} - {s.class_name}"} for s in detail.securities]
-    return out
+    return [
+        {"id": security_id, "label": f"{company} - {class_name}"}
+        for security_id, company, class_name in await companies.tradable_securities(session)
+    ]
 
 
 @router.get("/holdings")

@@ -9,7 +9,13 @@ from services.companies.errors import (
     TransferBlackout,
     TransferNotAllowed,
 )
-from services.companies.queries import get_company, get_security, list_companies, transfer_policy_for_security
+from services.companies.queries import (
+    get_company,
+    get_security,
+    list_companies,
+    tradable_securities,
+    transfer_policy_for_security,
+)
 from services.companies.registry import (
     add_funding_round,
     create_company,
@@ -34,6 +40,7 @@ __all__ = [
     "get_company",
     "get_security",
     "list_companies",
+    "tradable_securities",
     "transfer_policy_for_security",
     "update_company",
     "update_security",

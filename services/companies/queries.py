@@ -6,6 +6,7 @@ import uuid
 from decimal import Decimal
 
 from sqlalchemy import and_, or_, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.base import Money
@@ -161,3 +162,14 @@ async def transfer_policy_for_security(session: AsyncSession, security_id: uuid.
     security = await load_security(session, security_id)
     company = await load_company(session, security.company_id)
     return TransferPolicy.model_validate(company.transfer_policy)
+
+
+async def tradable_securities(session: AsyncSession) -> list[tuple[uuid.UUID, str, str]]:
+    """Every tradable security as (id, company name, class name), by company name: one query, for pickers."""
+    rows = await session.execute(
+        select(col(Security.id), col(Company.name), col(Security.class_name))
+        .join(Company, col(Company.id) == col(Security.company_id))
+        .where(col(Security.tradable).is_(True))
+        .order_by(col(Company.name), col(Security.class_name))
+    )
+    return [(row[0], row[1], row[2]) for row in rows]

@@ -25,6 +25,7 @@ ALGORITHM = "Ed25519"
 ISSUER = "https://pap.dev"
 AUDIENCE = "pap-api"
 ACCESS_TOKEN_TTL_SECONDS = 900
+KEY_FILE_PREFIX = "jwt-"
 
 
 @dataclass(frozen=True)
@@ -83,16 +84,19 @@ class KeyRing:
 
     @classmethod
     def load(cls, folder: Path, private_key_file: Path | None = None) -> KeyRing:
-        """Keys from PEM files in `folder` (oldest first), plus `private_key_file`, creating one when none exist."""
+        """Keys from `jwt-*.pem` in `folder` (oldest first) plus `private_key_file`; one is created when none exist.
+
+        The folder is shared with other keys of the platform (the documents' signing key), hence the prefix.
+        """
         ring = cls()
         folder.mkdir(parents=True, exist_ok=True)
-        for path in sorted(folder.glob("*.pem")):
+        for path in sorted(folder.glob(f"{KEY_FILE_PREFIX}*.pem")):
             ring.keys.append(OKPKey.import_key(path.read_bytes()))
         if private_key_file is not None:
             ring.keys.append(OKPKey.import_key(private_key_file.read_bytes()))
         if not ring.keys:
             key = ring.rotate()
-            path = folder / f"{int(time.time())}.pem"
+            path = folder / f"{KEY_FILE_PREFIX}{int(time.time())}.pem"
             path.write_bytes(key.as_pem(private=True))
             path.chmod(0o600)
         return ring
