@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 from pap.cli_ops import deals_app, register_ops_commands
-from pap.settings import Settings, get_settings
+from pap.settings import Settings, attach_running_stack, get_settings
 
 app = typer.Typer(help="Private Assets Platform", no_args_is_help=True, add_completion=False)
 UP_API_WORKERS = 2
@@ -24,10 +24,15 @@ UP_API_WORKERS = 2
 console = Console(stderr=True)
 
 
-def load_settings() -> Settings:
-    """Settings, or a one-line explanation per bad value and exit code 2."""
+def load_settings(*, beside_running_stack: bool = False) -> Settings:
+    """Settings, or a one-line explanation per bad value and exit code 2.
+
+    Commands run next to `make up` (seed, migrate, dlq, pricing) take the addresses
+    it wrote to `.pap/stack.json` for whatever the environment leaves unset.
+    """
     try:
-        return get_settings()
+        settings = get_settings()
+        return attach_running_stack(settings) if beside_running_stack else settings
     except ValidationError as error:
         for problem in error.errors():
             name = "PAP_" + "_".join(str(p) for p in problem["loc"]).upper() if problem["loc"] else "settings"
@@ -122,7 +127,7 @@ def migrate() -> None:
     """Apply database migrations (creates one schema per bounded context)."""
     from pap.migrate import upgrade
 
-    settings = load_settings()
+    settings = load_settings(beside_running_stack=True)
     upgrade(settings.require("database_url"))
     console.print("migrations applied")
 
@@ -183,7 +188,7 @@ def dlq_list(consumer: str | None = typer.Option(None, help="Only this consumer'
     """Show each dead-lettered event: consumer, original topic, event type and id, error."""
     from events.dlq import read_dead_letters
 
-    bootstrap = load_settings().require("kafka_bootstrap")
+    bootstrap = load_settings(beside_running_stack=True).require("kafka_bootstrap")
     letters = [d for d in asyncio.run(read_dead_letters(bootstrap)) if consumer is None or d.consumer == consumer]
     table = Table("offset", "consumer", "topic", "type", "event id", "error")
     for d in letters:
@@ -204,7 +209,7 @@ def dlq_replay(consumer: str | None = typer.Option(None, help="Only this consume
     """Re-publish dead-lettered events to their original topics (consumers skip what they already handled)."""
     from events.dlq import replay_dead_letters
 
-    bootstrap = load_settings().require("kafka_bootstrap")
+    bootstrap = load_settings(beside_running_stack=True).require("kafka_bootstrap")
     replayed = asyncio.run(replay_dead_letters(bootstrap, consumer=consumer))
     for d in replayed:
         Console().print(f"replayed {d.event_type} {d.event_id} -> {d.original_topic} (consumer {d.consumer})")
@@ -219,7 +224,7 @@ def pricing_backtest(security_id: str = typer.Option(..., help="The security to 
     from pap.db import create_engine, create_session_factory, transaction
     from services.pricing import backtest
 
-    settings = load_settings()
+    settings = load_settings(beside_running_stack=True)
 
     async def main() -> str:
         engine = create_engine(settings.require("database_url"))
@@ -241,7 +246,7 @@ def seed(demo: bool = typer.Option(False, "--demo", help="Load the demo data set
         raise typer.Exit(2)
     from pap.seed import seed_demo
 
-    report = asyncio.run(seed_demo(load_settings()))
+    report = asyncio.run(seed_demo(load_settings(beside_running_stack=True)))
     out = Console()
     out.print(f"companies: {', '.join(report.companies)}")
     out.print(f"open sell order: {report.order_id}")

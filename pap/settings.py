@@ -6,10 +6,12 @@ fills it with the embedded component it starts.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -137,3 +139,27 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings; `pap up` passes addresses to children through the environment."""
     return Settings()
+
+
+def attach_running_stack(settings: Settings) -> Settings:
+    """Fill unset addresses from the `stack.json` a running `pap up` wrote (for commands run beside it)."""
+    path = settings.state_dir / "stack.json"
+    if not path.is_file():
+        return settings
+    stack: dict[str, str] = json.loads(path.read_text())
+    update: dict[str, object] = {}
+    for field, key in (
+        ("database_url", "database"),
+        ("temporal_address", "temporal"),
+        ("kafka_bootstrap", "kafka"),
+        ("redis_url", "redis"),
+    ):
+        if getattr(settings, field) is None and stack.get(key):
+            update[field] = stack[key]
+    if "api" in stack:
+        api = urlsplit(stack["api"])
+        update |= {"api_host": api.hostname or settings.api_host, "api_port": api.port or settings.api_port}
+    if "smtp" in stack:
+        host, _, port = stack["smtp"].rpartition(":")
+        update |= {"smtp_host": host, "smtp_port": int(port)}
+    return settings.model_copy(update=update)

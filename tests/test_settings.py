@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from pap.settings import Settings
+from pap.settings import Settings, attach_running_stack
 
 
 def make(**values: object) -> Settings:
@@ -61,3 +62,17 @@ def test_cli_reports_a_bad_setting_in_one_line_and_exits_2() -> None:
     assert result.returncode == 2
     assert "PAP_KAFKA_BOOTSTRAP" in result.stderr and "host:port" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_commands_beside_a_running_stack_take_its_addresses(tmp_path: Path) -> None:
+    (tmp_path / "stack.json").write_text(
+        '{"api": "http://127.0.0.1:8100", "temporal": "127.0.0.1:7300", "kafka": "127.0.0.1:9100",'
+        ' "redis": "redis://127.0.0.1:16400/0", "database": "postgresql+asyncpg://postgres@127.0.0.1:15500/pap",'
+        ' "smtp": "127.0.0.1:1100"}'
+    )
+    attached = attach_running_stack(make(state_dir=tmp_path, kafka_bootstrap="broker:9093"))
+    assert attached.database_url == "postgresql+asyncpg://postgres@127.0.0.1:15500/pap"
+    assert attached.temporal_address == "127.0.0.1:7300"
+    assert attached.kafka_bootstrap == "broker:9093"  # what the environment sets wins
+    assert (attached.api_port, attached.smtp_port) == (8100, 1100)
+    assert attach_running_stack(make(state_dir=tmp_path / "none")).database_url is None
