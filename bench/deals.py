@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -34,10 +32,10 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench.raw_deal import ACTIVITIES_PER_DEAL, DOCUMENTS, BenchDeal, noop
+from bench.stack import bench_stack
 from pap.cli import UP_API_WORKERS
 from pap.db import create_engine, create_session_factory
 from pap.settings import Settings
-from pap.stack.embedded import EmbeddedStack
 from pap.telemetry import configure_tracing
 from services.identity.permissions import Role
 from services.identity.tokens import KeyRing, Principal
@@ -255,37 +253,8 @@ async def make_cast(api: httpx.AsyncClient, settings: Settings, keyring: KeyRing
 
 
 async def run(args: argparse.Namespace) -> None:
-    stack: EmbeddedStack | None = None
-    if args.stack:
-        addresses = json.loads(Path(args.stack).read_text())
-        settings = Settings(
-            database_url=addresses["database"], temporal_address=addresses["temporal"], redis_url=addresses["redis"]
-        )
-        api_url = addresses["api"]
-    else:
-        state_dir = Path(tempfile.mkdtemp(prefix="pap-bench-"))
-        state_dir.chmod(0o755)
-        settings = Settings(
-            _env_file=None,
-            env="test",
-            state_dir=state_dir,
-            log_format="json",
-            log_level="WARNING",
-            api_workers=args.api_workers,
-        )
-        stack = EmbeddedStack(settings, persistent=False)
-        stack.use_free_api_port()
-        try:
-            await stack.start_infrastructure()
-            await stack.prepare()
-            KeyRing.load(state_dir / "keys")
-            await stack.start_platform()
-        except BaseException:
-            await stack.stop()  # a component that failed to start must not leave the others running
-            raise
-        settings = stack.settings
-        api_url = f"http://127.0.0.1:{settings.api_port}"
-    try:
+    async with bench_stack(args.stack, args.api_workers) as running:
+        settings, api_url, stack = running.settings, running.api_url, running.embedded
         keyring = KeyRing.load(settings.state_dir / "keys", settings.jwt_private_key_file)
         limits = httpx.Limits(max_connections=4 * args.concurrency + 8)
         async with httpx.AsyncClient(base_url=api_url, timeout=120, limits=limits) as api:
@@ -316,9 +285,6 @@ async def run(args: argparse.Namespace) -> None:
             if args.in_flight:
                 worker_pid = stack.supervisor.pid("worker") if stack is not None else None
                 await in_flight(driver, args.in_flight, max(args.concurrency, 16), worker_pid)
-    finally:
-        if stack is not None:
-            await stack.stop()
 
 
 def main() -> None:

@@ -13,21 +13,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import httpx
 from temporalio.client import Client
 
+from bench.stack import bench_stack
 from pap.cli import UP_API_WORKERS
 from pap.db import create_engine, create_session_factory
-from pap.settings import Settings
-from pap.stack.embedded import EmbeddedStack
 from services.identity.permissions import Role
 from services.identity.tokens import KeyRing, Principal
 from temporal.client import connect
@@ -59,37 +55,8 @@ def report(name: str, rate: float, latencies: list[float]) -> None:
 
 
 async def run(args: argparse.Namespace) -> None:
-    stack: EmbeddedStack | None = None
-    if args.stack:
-        addresses = json.loads(Path(args.stack).read_text())
-        settings = Settings(
-            database_url=addresses["database"], temporal_address=addresses["temporal"], redis_url=addresses["redis"]
-        )
-        api_url = addresses["api"]
-    else:
-        state_dir = Path(tempfile.mkdtemp(prefix="pap-bench-"))
-        state_dir.chmod(0o755)
-        settings = Settings(
-            _env_file=None,
-            env="test",
-            state_dir=state_dir,
-            log_format="json",
-            log_level="WARNING",
-            api_workers=args.api_workers,
-        )
-        stack = EmbeddedStack(settings, persistent=False)
-        stack.use_free_api_port()
-        try:
-            await stack.start_infrastructure()
-            await stack.prepare()
-            KeyRing.load(state_dir / "keys")
-            await stack.start_platform()
-        except BaseException:
-            await stack.stop()  # a component that failed to start must not leave the others running
-            raise
-        settings = stack.settings
-        api_url = f"http://127.0.0.1:{settings.api_port}"
-    try:
+    async with bench_stack(args.stack, args.api_workers) as running:
+        settings, api_url = running.settings, running.api_url
         keyring = KeyRing.load(settings.state_dir / "keys", settings.jwt_private_key_file)
         engine = create_engine(settings.require("database_url"), pool_size=5)
         sessions = create_session_factory(engine)
@@ -131,9 +98,6 @@ async def run(args: argparse.Namespace) -> None:
         report("raw start_workflow", baseline, base_lat)
         report("POST /v1/orders", orders, order_lat)
         print(f"ratio orders/baseline  {orders / baseline:.2f} (target >= 0.5)")
-    finally:
-        if stack is not None:
-            await stack.stop()
 
 
 def main() -> None:
