@@ -7,8 +7,6 @@ from pathlib import Path
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from events import topics
-from events.outbox import record_event
 from models.base import utcnow
 from models.documents import Document, DocumentKind, DocumentStatus, SignatureEvent, SignatureRequest
 from pap.storage import ObjectStore
@@ -19,7 +17,7 @@ from services.documents.certificate import (
     certificate_text,
     render_certificate,
 )
-from services.documents.documents import PDF, SOURCE, document_bytes, storage_key
+from services.documents.documents import PDF, document_bytes, emit_document_event, storage_key
 from services.documents.pades import load_signing_key, pades_sign
 from services.documents.rendering import sha256_hex
 
@@ -83,17 +81,4 @@ async def complete_document(session: AsyncSession, store: ObjectStore, keys_dir:
     document.status = DocumentStatus.SIGNED
     document.completed_at = now
     session.add(document)
-    await record_event(
-        session,
-        topic=topics.DOCUMENTS,
-        key=str(document.deal_id),
-        type=DOCUMENT_SIGNED,
-        source=SOURCE,
-        subject=str(document.id),
-        data={
-            "document_id": str(document.id),
-            "deal_id": str(document.deal_id),
-            "kind": document.kind,
-            "signed_sha256": document.signed_sha256,
-        },
-    )
+    await emit_document_event(session, document, DOCUMENT_SIGNED, signed_sha256=document.signed_sha256)

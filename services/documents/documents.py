@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 from sqlalchemy import text
@@ -45,6 +45,19 @@ PDF = "application/pdf"
 def storage_key(deal_id: uuid.UUID, kind: DocumentKind, document_id: uuid.UUID, *, signed: bool = False) -> str:
     suffix = "-signed" if signed else ""
     return f"documents/{deal_id}/{kind.value}-{document_id}{suffix}.pdf"
+
+
+async def emit_document_event(session: AsyncSession, document: Document, type_: str, **data: Any) -> None:
+    """One `pap.documents` event about `document` (keyed by its deal), with its ids, kind and `data`."""
+    await record_event(
+        session,
+        topic=topics.DOCUMENTS,
+        key=str(document.deal_id),
+        type=type_,
+        source=SOURCE,
+        subject=str(document.id),
+        data={"document_id": str(document.id), "deal_id": str(document.deal_id), "kind": document.kind, **data},
+    )
 
 
 async def signers_of(session: AsyncSession, document_id: uuid.UUID) -> list[SignatureRequest]:

@@ -40,6 +40,7 @@ from services.documents.completion import complete_document
 from services.documents.documents import (
     SOURCE,
     document_read,
+    emit_document_event,
     load_document,
     signer_read,
     signers_of,
@@ -301,21 +302,7 @@ async def decline_document(
     document.status_reason = reason
     document.completed_at = utcnow()
     session.add(document)
-    await record_event(
-        session,
-        topic=topics.DOCUMENTS,
-        key=str(document.deal_id),
-        type=SIGNATURE_DECLINED,
-        source=SOURCE,
-        subject=str(document.id),
-        data={
-            "document_id": str(document.id),
-            "deal_id": str(document.deal_id),
-            "kind": document.kind,
-            "signer_id": str(user_id),
-            "reason": reason,
-        },
-    )
+    await emit_document_event(session, document, SIGNATURE_DECLINED, signer_id=str(user_id), reason=reason)
     return DocumentDeclined(document_id=document.id, deal_id=document.deal_id, signer_id=user_id, reason=reason)
 
 
@@ -326,19 +313,11 @@ async def send_reminder(session: AsyncSession, document_id: uuid.UUID) -> list[u
         return []
     due = await provider_for(document.provider).remind(session, document)
     if due:
-        await record_event(
+        await emit_document_event(
             session,
-            topic=topics.DOCUMENTS,
-            key=str(document.deal_id),
-            type=SIGNATURE_REMINDER,
-            source=SOURCE,
-            subject=str(document.id),
-            data={
-                "document_id": str(document.id),
-                "deal_id": str(document.deal_id),
-                "kind": document.kind,
-                "signers": [{"user_id": str(r.user_id), "email": r.email, "name": r.name} for r in due],
-            },
+            document,
+            SIGNATURE_REMINDER,
+            signers=[{"user_id": str(r.user_id), "email": r.email, "name": r.name} for r in due],
         )
     return [r.user_id for r in due]
 
@@ -352,19 +331,6 @@ async def void_signature_requests(session: AsyncSession, document_id: uuid.UUID,
         document.status_reason = reason
         document.completed_at = document.completed_at or utcnow()
         session.add(document)
-        await record_event(
-            session,
-            topic=topics.DOCUMENTS,
-            key=str(document.deal_id),
-            type=DOCUMENT_VOIDED,
-            source=SOURCE,
-            subject=str(document.id),
-            data={
-                "document_id": str(document.id),
-                "deal_id": str(document.deal_id),
-                "kind": document.kind,
-                "reason": reason,
-            },
-        )
+        await emit_document_event(session, document, DOCUMENT_VOIDED, reason=reason)
         await session.flush()
     return document_read(document, await signers_of(session, document.id))
