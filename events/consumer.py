@@ -101,7 +101,8 @@ class ConsumerRunner:
                 for partition, records in batches.items():
                     for record in records:
                         await self._handle(record, producer)
-                        await consumer.commit({partition: record.offset + 1})
+                    # One commit per batch: a crash mid-batch redelivers records the dedup table then skips.
+                    await consumer.commit({partition: records[-1].offset + 1})
                     self._record_lag(consumer, partition)
         finally:
             await consumer.stop()

@@ -2,7 +2,9 @@
 
 structlog renders JSON (or a pretty console in a terminal) and stamps each line
 with the current request id, workflow id and OpenTelemetry trace id. Traces go
-to an OTLP endpoint when `PAP_OTLP_ENDPOINT` is set and nowhere otherwise.
+to an OTLP endpoint when `PAP_OTLP_ENDPOINT` is set. Without one, only traces a
+caller asked for (a sampled `traceparent`) are recorded; the rest still carry
+trace ids (logs, events) but skip building spans nobody would collect.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import structlog
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from temporalio.contrib.opentelemetry import create_tracer_provider
 
 from pap.settings import Settings
@@ -87,7 +90,8 @@ def configure_tracing(settings: Settings, service_name: str) -> None:
     global _configured
     if _configured:
         return
-    provider = create_tracer_provider(resource=Resource.create({"service.name": service_name}))
+    sampler = None if settings.otlp_endpoint else ParentBased(ALWAYS_OFF)
+    provider = create_tracer_provider(sampler=sampler, resource=Resource.create({"service.name": service_name}))
     if settings.otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
             OTLPSpanExporter,

@@ -7,14 +7,20 @@ from datetime import date
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.companies import TransferPolicy
+from models.companies import SecurityRead, TransferPolicy
 from services.companies.errors import BelowMinimumTransfer, LockUpActive, SecurityNotTradable, TransferBlackout
-from services.companies.queries import load_company, load_security
+from services.companies.queries import load_company, load_security, security_read
 
 
-async def check_transfer_allowed(session: AsyncSession, security_id: uuid.UUID, quantity: int, on_date: date) -> None:
-    """Raise a `TransferNotAllowed` subclass (422) naming the first rule the transfer breaks."""
-    security = await load_security(session, security_id)
+async def check_transfer_allowed(
+    session: AsyncSession, security: uuid.UUID | SecurityRead, quantity: int, on_date: date
+) -> None:
+    """Raise a `TransferNotAllowed` subclass (422) naming the first rule the transfer breaks.
+
+    Callers that already read the security pass it, which saves loading it again.
+    """
+    if isinstance(security, uuid.UUID):
+        security = security_read(await load_security(session, security))
     if not security.tradable:
         raise SecurityNotTradable(f"{security.class_name} is not open for secondary transfers.")
     company = await load_company(session, security.company_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import os
 from dataclasses import dataclass
 from io import BytesIO
@@ -26,6 +27,9 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 KEY_FILE_NAME = "documents-signing.pem"
 SIGNATURE_FIELD = "PlatformSignature"
+SIGNATURE_BYTES = 8192
+"""Room reserved for the CMS signature (an ECDSA P-256 one is ~1.5 KiB; a CA chain fits too). Without
+it pyHanko signs twice, once only to measure the size."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,9 @@ def load_signing_key(keys_dir: Path) -> PlatformSigningKey:
     return _split(path.read_bytes())
 
 
+@functools.cache
 def _signer(key: PlatformSigningKey) -> signers.SimpleSigner:
+    """One signer per key and process (parsing the key and certificate each time showed in profiles)."""
     private = serialization.load_pem_private_key(key.private_key_pem, password=None)
     der = private.private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -132,7 +138,7 @@ def _sign(pdf: bytes, key: PlatformSigningKey, reason: str) -> bytes:
         reason=reason,
         name="Private Assets Platform",
     )
-    out = signers.sign_pdf(writer, meta, signer=_signer(key))
+    out = signers.sign_pdf(writer, meta, signer=_signer(key), bytes_reserved=SIGNATURE_BYTES)
     return bytes(out.getvalue())
 
 

@@ -59,7 +59,7 @@ async def place_order(
     if body.limit_price.currency != currency:
         raise CurrencyMismatch(f"{security.class_name} trades in {currency}.", currency=currency)
     if body.side == Side.SELL:
-        await companies.check_transfer_allowed(session, security.id, body.quantity, now.date())
+        await companies.check_transfer_allowed(session, security, body.quantity, now.date())
     else:
         if not security.tradable:
             raise companies.SecurityNotTradable(f"{security.class_name} is not open for secondary transfers.")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -62,15 +65,47 @@ def build_message(intent: Intent, recipient: Recipient, *, sender: str, delivery
 
 
 class SmtpMailer:
-    """Sends one message per call over a short-lived SMTP connection."""
+    """Sends messages over one reused SMTP connection (a new one per message cost more than the message).
 
-    def __init__(self, host: str, port: int, sender: str, *, timeout: float = 10.0) -> None:
+    A connection idle for longer than `idle_seconds` is replaced before use, since servers
+    drop idle clients; any failure drops the connection and propagates, so the caller's
+    retry (the consumer redelivers the event) starts on a fresh one.
+    """
+
+    def __init__(self, host: str, port: int, sender: str, *, timeout: float = 10.0, idle_seconds: float = 30.0) -> None:
         self.host = host
         self.port = port
         self.sender = sender
         self.timeout = timeout
+        self.idle_seconds = idle_seconds
+        self._client: aiosmtplib.SMTP | None = None
+        self._last_used = 0.0
+        self._lock = asyncio.Lock()
 
     async def send(self, message: EmailMessage) -> None:
-        await aiosmtplib.send(
-            message, hostname=self.host, port=self.port, timeout=self.timeout, start_tls=False, use_tls=False
-        )
+        async with self._lock:
+            client = await self._connection()
+            try:
+                await client.send_message(message)
+            except BaseException:
+                await self._drop()
+                raise
+            self._last_used = time.monotonic()
+
+    async def _connection(self) -> aiosmtplib.SMTP:
+        stale = time.monotonic() - self._last_used > self.idle_seconds
+        if self._client is not None and (stale or not self._client.is_connected):
+            await self._drop()
+        if self._client is None:
+            client = aiosmtplib.SMTP(
+                hostname=self.host, port=self.port, timeout=self.timeout, start_tls=False, use_tls=False
+            )
+            await client.connect()
+            self._client = client
+        return self._client
+
+    async def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and client.is_connected:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
