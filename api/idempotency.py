@@ -14,10 +14,11 @@ from collections.abc import Callable
 from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
+from starlette.datastructures import Headers
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.problems import problem_response
 from models.platform import IdempotencyRecord
@@ -54,10 +55,15 @@ class IdempotencyMiddleware(BaseHTTPMiddleware):
         self._sessions = sessions
         self._scope_of = scope_of
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Requests without a key (most) go straight through, skipping BaseHTTPMiddleware's machinery."""
+        if scope["type"] != "http" or scope["method"] != "POST" or HEADER not in Headers(scope=scope):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        key = request.headers.get(HEADER)
-        if request.method != "POST" or key is None:
-            return await call_next(request)
+        key = request.headers[HEADER]
         if not 1 <= len(key) <= 255 or not key.isprintable():
             return problem_response(
                 422,

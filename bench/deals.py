@@ -32,7 +32,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench.raw_deal import ACTIVITIES_PER_DEAL, DOCUMENTS, BenchDeal, noop
-from bench.stack import bench_stack
+from bench.stack import bench_stack, cpu_report
 from pap.cli import UP_API_WORKERS
 from pap.db import create_engine, create_session_factory
 from pap.settings import Settings
@@ -271,14 +271,19 @@ async def run(args: argparse.Namespace) -> None:
                 await measure(WARM_UP, WARM_UP, lambda i: raw_deal(temporal, task_queue))
                 await measure(WARM_UP, WARM_UP, driver.run)
                 driver.phases.clear()
+                cpu_start = running.cpu_seconds()
                 baseline, raw_latencies = await measure(
                     args.concurrency, args.deals, lambda i: raw_deal(temporal, task_queue)
                 )
+                cpu_baseline = running.cpu_seconds()
             deals, deal_latencies = await measure(args.concurrency, args.deals, driver.run)
+            cpu_deals = running.cpu_seconds()
             print(f"{args.deals} deals, {args.concurrency} at a time ({ACTIVITIES_PER_DEAL} activities per deal)")
             report("raw deal workflow", baseline, raw_latencies)
             report("deal through the API", deals, deal_latencies)
             print(f"ratio deals/raw  {deals / baseline:.2f} (target >= 0.6)")
+            print("raw   " + cpu_report(cpu_start, cpu_baseline, args.deals, "deal") + " (+ this process's worker)")
+            print("deals " + cpu_report(cpu_baseline, cpu_deals, args.deals, "deal"))
             print("where a deal's time goes (mean seconds per step, client view):")
             for phase, seconds in driver.phases.items():
                 print(f"  {phase:<28} {statistics.fmean(seconds):6.2f}")

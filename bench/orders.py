@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 from temporalio.client import Client
 
-from bench.stack import bench_stack
+from bench.stack import bench_stack, cpu_report
 from pap.cli import UP_API_WORKERS
 from pap.db import create_engine, create_session_factory
 from services.identity.permissions import Role
@@ -92,12 +92,17 @@ async def run(args: argparse.Namespace) -> None:
                 )
 
             await measure(4, 20, start_raw)  # warm-up (connections, caches)
+            cpu_start = running.cpu_seconds()
             baseline, base_lat = await measure(args.clients, args.orders, start_raw)
+            cpu_baseline = running.cpu_seconds()
             orders, order_lat = await measure(args.clients, args.orders, place)
+            cpu_orders = running.cpu_seconds()
         print(f"{args.orders} calls, {args.clients} concurrent clients, {args.securities} securities")
         report("raw start_workflow", baseline, base_lat)
         report("POST /v1/orders", orders, order_lat)
         print(f"ratio orders/baseline  {orders / baseline:.2f} (target >= 0.5)")
+        print("baseline " + cpu_report(cpu_start, cpu_baseline, args.orders, "start"))
+        print("orders   " + cpu_report(cpu_baseline, cpu_orders, args.orders, "order"))
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from pap.settings import Settings
 from pap.stack.embedded import EmbeddedStack
 from services.identity.tokens import KeyRing
@@ -20,6 +22,38 @@ class BenchStack:
     api_url: str
     embedded: EmbeddedStack | None
     """None when the benchmark uses a stack it did not start."""
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds (user + system) each component and its children used so far; empty with `--stack`."""
+        if self.embedded is None:
+            return {}
+        supervisor = self.embedded.supervisor
+        return {name: _tree_cpu(supervisor.pid(name)) for name in supervisor.names}
+
+
+def _tree_cpu(pid: int) -> float:
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return total
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def cpu_report(before: dict[str, float], after: dict[str, float], units: int, unit: str) -> str:
+    """Where the CPU went between two `cpu_seconds()` readings, in milliseconds per unit (busiest first)."""
+    if not after:
+        return "CPU per component: unknown with --stack (start an embedded stack to see it)"
+    spent = {name: (after[name] - before.get(name, 0.0)) * 1000 / units for name in after}
+    parts = [f"{name} {ms:.1f}" for name, ms in sorted(spent.items(), key=lambda item: -item[1]) if ms >= 0.05]
+    return f"CPU ms per {unit}: " + ", ".join(parts) + f" (total {sum(spent.values()):.1f})"
 
 
 @asynccontextmanager
