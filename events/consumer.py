@@ -46,6 +46,13 @@ class ConsumerSpec:
     handler: Handler
     event_types: frozenset[str] | None = None
     """Only these CloudEvent types reach the handler (others are acknowledged); None means all."""
+    ignored_types: frozenset[str] = frozenset()
+    """Types acknowledged without a transaction, for a consumer that reads all but a few busy, irrelevant ones."""
+
+    def wants(self, event_type: str) -> bool:
+        if event_type in self.ignored_types:
+            return False
+        return self.event_types is None or event_type in self.event_types
 
 
 class ConsumerRunner:
@@ -120,7 +127,7 @@ class ConsumerRunner:
         except ValidationError as error:
             await self._dead_letter(record, producer, f"malformed event: {error.error_count()} errors")
             return
-        if self.spec.event_types is not None and event.type not in self.spec.event_types:
+        if not self.spec.wants(event.type):
             CONSUMED.labels(self.spec.name, "skipped").inc()
             return
         context = extract({"traceparent": event.traceparent} if event.traceparent else {})

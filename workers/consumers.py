@@ -35,6 +35,9 @@ NOTIFICATION_TOPICS = (
     topics.PROFILES,
 )
 
+SILENT_TYPES = frozenset({"marketplace.book.changed"})
+"""The busiest event no one is told about (one per order change): skipped before any database work."""
+
 
 def sandbox_sms_provider(settings: Settings) -> HttpSmsProvider:
     """The SMS provider: our API's sandbox outside production (a real provider would be configured here)."""
@@ -44,7 +47,9 @@ def sandbox_sms_provider(settings: Settings) -> HttpSmsProvider:
 def notifications_spec(sessions: SessionFactory, settings: Settings) -> ConsumerSpec:
     mailer = SmtpMailer(settings.smtp_host, settings.smtp_port, settings.smtp_sender)
     notifier = Notifier(sessions, mailer, sandbox_sms_provider(settings))
-    return ConsumerSpec(name="notifications", topics=NOTIFICATION_TOPICS, handler=notifier.handle)
+    return ConsumerSpec(
+        name="notifications", topics=NOTIFICATION_TOPICS, handler=notifier.handle, ignored_types=SILENT_TYPES
+    )
 
 
 def pricing_spec(redis: Redis | None) -> ConsumerSpec:
