@@ -9,12 +9,14 @@ import structlog
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
+from api.deal_changes import open_deal_changes
 from api.idempotency import IdempotencyMiddleware
 from api.middleware import RequestContextMiddleware
 from api.problems import install_problem_handlers
 from api.routers import ROUTERS
 from api.state import AppState
 from pap.db import SessionFactory, transaction
+from pap.pg_notify import asyncpg_dsn
 from pap.resources import open_resources
 from pap.settings import Settings, get_settings
 from pap.telemetry import configure
@@ -48,9 +50,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(settings) as resources:
+        async with (
+            open_resources(settings) as resources,
+            open_deal_changes(asyncpg_dsn(resources.engine.url)) as changes,
+        ):
             keyring = KeyRing.load(settings.state_dir / "keys", settings.jwt_private_key_file)
-            app.state.pap = AppState(resources, keyring)
+            app.state.pap = AppState(resources, keyring, changes)
             await _bootstrap_admin(settings, resources.sessions)
             yield
 

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
+from api.deal_changes import DealChanges
 from api.state import AppState
 from pap.db import SessionFactory, transaction
 from pap.settings import Settings
@@ -52,9 +53,14 @@ def get_store(state: StateDep) -> ObjectStore:
     return state.resources.store
 
 
+def get_deal_changes(state: StateDep) -> DealChanges:
+    return state.deal_changes
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionsDep = Annotated[SessionFactory, Depends(get_sessions)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
+DealChangesDep = Annotated[DealChanges, Depends(get_deal_changes)]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from temporalio.client import Client
 
+from api.deal_changes import DealChanges
 from pap.resources import Resources
 from services.identity.tokens import KeyRing, Principal
 from temporal.client import connect
@@ -18,6 +19,7 @@ REVOKED_SESSION_KEY = "pap:identity:revoked-session:{}"
 class AppState:
     resources: Resources
     keyring: KeyRing
+    deal_changes: DealChanges
     _temporal: Client | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

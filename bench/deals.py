@@ -5,10 +5,10 @@
 Each deal follows `tests/test_deals_e2e.py`: a deal manager creates a brokered deal
 (`POST /v1/deals`), the seller and buyer sign the transfer notice, the issuer waives,
 both sign the agreement and joinder, the buyer's funding is settled through the sandbox
-rails, and the issuer confirms settlement; participants poll `GET /v1/deals/{id}`
-between steps like a client would. The baseline (`bench/raw_deal.py`) runs the same
-number of activities, timed waits, signals and Updates with no domain work, on the same
-Temporal server, with a worker in this process.
+rails, and the issuer confirms settlement; participants long-poll `GET /v1/deals/{id}`
+(`If-None-Match` + `Prefer: wait`) between steps like a client would. The baseline
+(`bench/raw_deal.py`) runs the same number of activities, timed waits, signals and
+Updates with no domain work, on the same Temporal server, with a worker in this process.
 
 `--in-flight N` also creates N brokered deals, waits until every one awaits the issuer
 (a ROFR window of 30 days, so they stay in flight) and prints the worker's RSS.
@@ -44,7 +44,6 @@ from tests.factories import make_verified_buyer, register_and_login
 from tests.market_support import new_security, verified_lot
 
 TOKEN_TTL = 4 * 3600
-POLL_SECONDS = 0.1
 STAGE_TIMEOUT = 300.0
 QUANTITY = 100
 IN_FLIGHT_QUANTITY = 1
@@ -115,16 +114,22 @@ class DealDriver:
         return str(deal["id"]), seller
 
     async def until(self, deal_id: str, stage: str) -> dict[str, Any]:
+        """Long-poll the deal (`If-None-Match` + `Prefer: wait`) until it reaches `stage`."""
         deadline = time.monotonic() + STAGE_TIMEOUT
+        deal: dict[str, Any] = {}
+        etag: str | None = None
         while True:
-            deal: dict[str, Any] = ok(await self.api.get(f"/v1/deals/{deal_id}", headers=self.cast.manager))
+            headers = self.cast.manager | ({"If-None-Match": etag, "Prefer": "wait=20"} if etag else {})
+            response = await self.api.get(f"/v1/deals/{deal_id}", headers=headers)
+            if response.status_code != 304:
+                deal = ok(response)
+                etag = response.headers.get("ETag")
             if deal["stage"] == stage:
                 return deal
             if deal["stage"] == "cancelled" or time.monotonic() > deadline:
                 raise RuntimeError(
                     f"deal {deal_id} is {deal['stage']}, waited for {stage}: {deal.get('cancel_reason')}"
                 )
-            await asyncio.sleep(POLL_SECONDS)
 
     async def sign(self, deal_id: str, seller: dict[str, str], kinds: set[str]) -> None:
         documents = ok(await self.api.get(f"/v1/deals/{deal_id}/documents", headers=self.cast.manager))

@@ -25,7 +25,9 @@ from events.envelope import CloudEvent
 from events.kafka import ensure_topics
 from models.base import utcnow
 from models.platform import OutboxEvent
+from pap.aio import wait_any
 from pap.db import SessionFactory, transaction
+from pap.pg_notify import asyncpg_dsn
 
 log = structlog.get_logger(__name__)
 
@@ -72,8 +74,7 @@ class OutboxRelay:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until `stop` is set."""
-        dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        listener = await asyncpg.connect(dsn)
+        listener = await asyncpg.connect(asyncpg_dsn(self.engine.url))
         try:
             await self._acquire_leadership(listener, stop)
             await listener.add_listener("pap_outbox", self._on_notify)
@@ -91,12 +92,12 @@ class OutboxRelay:
                         backoff=backoff,
                     )
                     await self._reset_producer()
-                    await _wait(stop, backoff)
+                    await wait_any(stop, timeout=backoff)
                     backoff = min(backoff * 2, self.max_backoff)
                     continue
                 if published < self.batch_size:
                     self._wakeup.clear()
-                    await _wait_any(stop, self._wakeup, self.poll_interval)
+                    await wait_any(stop, self._wakeup, timeout=self.poll_interval)
         finally:
             await self._reset_producer()
             await listener.close()
@@ -108,7 +109,7 @@ class OutboxRelay:
         while not stop.is_set():
             if await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_ID):
                 return
-            await _wait(stop, 1.0)
+            await wait_any(stop, timeout=1.0)
 
     async def _get_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -172,19 +173,3 @@ class OutboxRelay:
             OUTBOX_PUBLISHED.labels(row.topic).inc()
         OUTBOX_LAG.set(max(0, (lag or 0) - len(rows)))
         return len(rows)
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass
-
-
-async def _wait_any(stop: asyncio.Event, wakeup: asyncio.Event, seconds: float) -> None:
-    waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())}
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

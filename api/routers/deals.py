@@ -6,17 +6,19 @@ the workflow's answer (or a 409 problem when the deal is not at that stage).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import etags, prefer
 from api.auth import CurrentUser, MfaRequired, require
-from api.deps import SessionDep, SessionsDep, SettingsDep, TemporalDep
+from api.deps import DealChangesDep, SessionDep, SessionsDep, SettingsDep, TemporalDep
 from models.base import Money
 from models.deals import (
     CancelInput,
@@ -118,9 +120,36 @@ async def list_deals(
     }
 
 
-@router.get("/{deal_id}")
-async def get_deal(deal_id: uuid.UUID, principal: CurrentUser, session: SessionDep) -> DealRead:
-    return await deal_read(session, await deals.deal_for_viewer(session, deal_id, principal))
+@router.get(
+    "/{deal_id}",
+    response_model=DealRead,
+    responses={304: {"description": "The deal still has the `If-None-Match` ETag (after the `Prefer: wait`)."}},
+)
+async def get_deal(
+    deal_id: uuid.UUID, request: Request, principal: CurrentUser, sessions: SessionsDep, changes: DealChangesDep
+) -> Response:
+    """The deal, with an ETag. `If-None-Match` answers 304 while it is unchanged; adding `Prefer: wait=N`
+    (N <= 30) holds the request until the deal changes or N seconds pass, so clients long-poll instead of polling.
+    """
+    tags = etags.none_match_tags(request.headers.getlist("if-none-match"))
+    wait = prefer.wait_seconds(request.headers.getlist("prefer")) if tags else None
+
+    async def current() -> tuple[bytes, str]:
+        async with sessions() as session:  # a session per read: none is held while the request waits
+            read = await deal_read(session, await deals.deal_for_viewer(session, deal_id, principal))
+        body = read.model_dump_json().encode()
+        return body, etags.etag_of(body)
+
+    if wait is None:
+        return etags.conditional_response(*await current(), tags)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    with changes.watch(deal_id) as watch:
+        body, etag = await current()  # a non-participant's 404 comes from here, before any waiting
+        while etags.matches(tags, etag) and (remaining := deadline - loop.time()) > 0:
+            await watch.wait(remaining)
+            body, etag = await current()
+    return etags.conditional_response(body, etag, tags, {"Preference-Applied": f"wait={wait}"})
 
 
 @router.get("/{deal_id}/state")

@@ -12,6 +12,7 @@ from events import topics
 from events.outbox import record_event
 from models.base import Money, utcnow
 from models.deals import Deal, DealStage, DealTimelineEntry, DealWorkflowInput, FrozenTransferPolicy, StageChange
+from services.deals.changes import announce
 from services.deals.errors import InvalidDeal
 
 SOURCE = "/pap/deals"
@@ -59,6 +60,7 @@ async def create_deal(
     )
     session.add(deal)
     await session.flush()
+    await announce(session, deal.id)
     await record_event(
         session,
         topic=topics.DEALS,
@@ -91,6 +93,7 @@ async def record_stage(session: AsyncSession, change: StageChange) -> bool:
     deal = await session.get(Deal, change.deal_id, with_for_update=True)
     if deal is None:
         raise InvalidDeal(f"deal {change.deal_id} does not exist")
+    await announce(session, deal.id)  # a new timeline entry changes the deal's representation, same stage or not
     previous = deal.stage
     deal.stage = change.stage.value
     deal.updated_at = utcnow()

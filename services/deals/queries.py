@@ -9,6 +9,7 @@ from sqlmodel import and_, col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.deals import Deal, DealTimelineEntry
+from services.deals.changes import announce
 from services.errors import NotFound
 from services.identity.permissions import Permission, Role, permissions_of
 from services.identity.tokens import Principal
@@ -107,4 +108,5 @@ async def set_on_hold(session: AsyncSession, deal_id: uuid.UUID, on_hold: bool) 
     deal.on_hold = on_hold
     session.add(deal)
     await session.flush()
+    await announce(session, deal.id)
     return deal
