@@ -132,6 +132,10 @@ def migrate() -> None:
     console.print("migrations applied")
 
 
+GRACEFUL_SHUTDOWN_SECONDS = 5
+"""How long a stopping API lets requests finish; long polls (`Prefer: wait`) would otherwise hold it."""
+
+
 @app.command()
 def api() -> None:
     """Serve the HTTP API (and the investor app) with uvicorn."""
@@ -146,6 +150,7 @@ def api() -> None:
         log_config=None,
         proxy_headers=True,
         workers=settings.api_workers or 1,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 
 
