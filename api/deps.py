@@ -17,7 +17,7 @@ from pap.settings import Settings
 from pap.storage import ObjectStore
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.pap
     return state
 
@@ -25,11 +25,11 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_settings_dep(state: StateDep) -> Settings:
+async def get_settings_dep(state: StateDep) -> Settings:
     return state.resources.settings
 
 
-def get_sessions(state: StateDep) -> SessionFactory:
+async def get_sessions(state: StateDep) -> SessionFactory:
     return state.resources.sessions
 
 
@@ -45,15 +45,15 @@ async def get_temporal(state: StateDep) -> Client:
     return await state.temporal()
 
 
-def get_redis(state: StateDep) -> Redis:
+async def get_redis(state: StateDep) -> Redis:
     return state.resources.redis
 
 
-def get_store(state: StateDep) -> ObjectStore:
+async def get_store(state: StateDep) -> ObjectStore:
     return state.resources.store
 
 
-def get_deal_changes(state: StateDep) -> DealChanges:
+async def get_deal_changes(state: StateDep) -> DealChanges:
     return state.deal_changes
 
 

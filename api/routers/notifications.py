@@ -68,7 +68,7 @@ SANDBOX_SMS_KEY = "sandbox:sms:messages"
 SANDBOX_SMS_KEEP = 10_000
 
 
-def _not_in_production(settings: SettingsDep) -> None:
+async def _not_in_production(settings: SettingsDep) -> None:
     if settings.is_production:
         raise NotFound("There is no sandbox in production.")
 

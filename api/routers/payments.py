@@ -74,7 +74,7 @@ async def provider_webhook(
     )
 
 
-def _not_in_production(settings: SettingsDep) -> Settings:
+async def _not_in_production(settings: SettingsDep) -> Settings:
     if settings.is_production:
         raise NotFound("The sandbox payment rail does not exist in production.")
     return settings

@@ -30,7 +30,7 @@ DELIVERY_ATTEMPTS = 5
 _pending: set[asyncio.Task[None]] = set()
 
 
-def _not_in_production(settings: SettingsDep) -> None:
+async def _not_in_production(settings: SettingsDep) -> None:
     if settings.is_production:
         raise NotFound("There is no sandbox in production.")
 
