@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry.propagate import inject
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from events.envelope import CloudEvent
 from models.platform import OutboxEvent
 
-_NOTIFIED = "pap_outbox_notified_transaction"
+_PENDING = "pap_outbox_pending"
+"""Events of the current (root) transaction, written together just before it commits."""
+_NOTIFY = "pap_outbox_notify"
 
 
 async def record_event(
@@ -24,7 +27,13 @@ async def record_event(
     data: dict[str, Any],
     subject: str | None = None,
 ) -> CloudEvent:
-    """Add one event to the outbox; it is published only if the surrounding transaction commits."""
+    """Add one event to the outbox; it is published only if the surrounding transaction commits.
+
+    Outside savepoints the rows wait until commit, so a transaction's events cost one INSERT and one
+    NOTIFY however many it records (each statement is a round trip, and round trips are what an
+    order or a deal step pays most for). Inside a savepoint they join the session at once, so
+    rolling the savepoint back drops them as before.
+    """
     carrier: dict[str, str] = {}
     inject(carrier)
     event = CloudEvent(
@@ -34,27 +43,40 @@ async def record_event(
         data=data,
         traceparent=carrier.get("traceparent"),
     )
-    session.add(
-        OutboxEvent(
-            id=event.id,
-            topic=topic,
-            key=key,
-            type=event.type,
-            source=event.source,
-            subject=event.subject,
-            data=event.model_dump(mode="json")["data"],
-            traceparent=event.traceparent,
-            created_at=event.time,
-        )
+    row = OutboxEvent(
+        id=event.id,
+        topic=topic,
+        key=key,
+        type=event.type,
+        source=event.source,
+        subject=event.subject,
+        data=event.model_dump(mode="json")["data"],
+        traceparent=event.traceparent,
+        created_at=event.time,
     )
-    await _notify_once(session)
+    if session.in_nested_transaction():
+        session.add(row)
+        session.info[_NOTIFY] = True
+    else:
+        session.info.setdefault(_PENDING, []).append(row)
     return event
 
 
-async def _notify_once(session: AsyncSession) -> None:
-    """Wake the relay once per transaction (PostgreSQL folds repeated NOTIFYs anyway; this saves round trips)."""
-    current = session.get_nested_transaction() or session.get_transaction()
-    if current is not None and session.info.get(_NOTIFIED) is current:
-        return
-    await session.execute(text("NOTIFY pap_outbox"))
-    session.info[_NOTIFIED] = session.get_nested_transaction() or session.get_transaction()
+@event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    """Insert the transaction's events (one statement) and wake the relay once, inside the commit."""
+    pending: list[OutboxEvent] = session.info.pop(_PENDING, [])
+    notify = session.info.pop(_NOTIFY, False)
+    if pending:
+        session.add_all(pending)
+        session.flush()
+    if pending or notify:
+        session.execute(text("NOTIFY pap_outbox"))
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_pending(session: Session, transaction: SessionTransaction) -> None:
+    """A root transaction that ended without commit (rollback, close) publishes nothing."""
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
+        session.info.pop(_NOTIFY, None)
