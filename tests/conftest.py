@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -26,6 +27,7 @@ from pap.settings import Settings
 from pap.stack import binaries
 from pap.stack.embedded import EmbeddedStack
 from services.identity.permissions import Role
+from services.identity.throttling import IP_KEY
 from services.identity.tokens import KeyRing, Principal
 from temporal.client import connect
 
@@ -93,6 +95,20 @@ async def api(platform: EmbeddedStack) -> AsyncIterator[httpx.AsyncClient]:
     port = platform.settings.api_port
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
         yield client
+
+
+@pytest.fixture(autouse=True)
+async def _unthrottled_test_address(request: pytest.FixtureRequest) -> None:
+    """Every test logs in from 127.0.0.1, so deliberate failures in earlier tests (wrong passwords, bad
+    OTPs) add up on one per-IP counter; each test that runs the platform starts with it cleared."""
+    if "platform" not in request.fixturenames:
+        return
+    stack: EmbeddedStack = request.getfixturevalue("platform")
+    client = Redis.from_url(stack.settings.require("redis_url"))
+    try:
+        await client.delete(IP_KEY.format("127.0.0.1"))
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -279,7 +279,14 @@ async def test_a_declined_signature_cancels_the_deal(
     params = await brokered_deal(sessions, people)
     handle = await start(time_skipping_env, worker, params)
     await through_issuer(handle, params, IssuerDecision.WAIVE)
-    pending = (await at_stage(handle, DealStage.AWAITING_SIGNATURES)).pending_documents
+    # The stage is set while its timeline entry is recorded; the documents to sign follow a moment later.
+    pending = (
+        await eventually(
+            lambda: state(handle),
+            lambda s: s.stage is DealStage.AWAITING_SIGNATURES and bool(s.pending_documents),
+            what="documents awaiting signatures",
+        )
+    ).pending_documents
     await handle.signal(
         DealExecutionWorkflow.document_declined,
         DocumentDeclined(
