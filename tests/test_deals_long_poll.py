@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -18,11 +19,12 @@ from sqlalchemy import text
 
 from api import etags, prefer
 from api.deal_changes import APPLICATION_NAME
+from models.base import Money
 from models.deals import DealStage, StageChange
 from pap.db import SessionFactory, transaction
 from pap.pg_notify import Listener, asyncpg_dsn
 from pap.settings import Settings
-from services import deals
+from services import deals, payments
 from services.deals.changes import CHANNEL, announce
 from services.identity.permissions import Role
 from tests.deal_support import Parties, TokenFor, brokered_deal, parties
@@ -100,7 +102,21 @@ async def test_the_deal_carries_an_etag_and_an_unchanged_deal_answers_304(
     assert stale.json() == first.json()
 
 
-@pytest.mark.parametrize("change", [move, hold], ids=["record_stage", "set_on_hold"])
+async def expect_payment(sessions: SessionFactory, deal_id: uuid.UUID, _stage: DealStage) -> None:
+    """Funding instructions: the deal's payments (part of its body) change, its stage does not."""
+    async with transaction(sessions) as session:
+        await payments.create_funding_instructions(
+            session,
+            deal_id=deal_id,
+            buyer_id=uuid.uuid4(),
+            amount=Money(amount=Decimal("20.00"), currency="USD"),
+            reference=f"test-{deal_id}",
+        )
+
+
+@pytest.mark.parametrize(
+    "change", [move, hold, expect_payment], ids=["record_stage", "set_on_hold", "funding_instructions"]
+)
 async def test_a_long_poll_answers_as_soon_as_the_deal_changes(
     api: httpx.AsyncClient, sessions: SessionFactory, people: Parties, deal_id: uuid.UUID, change: Any
 ) -> None:

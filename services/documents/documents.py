@@ -28,6 +28,7 @@ from models.documents import (
     SignerStatus,
 )
 from pap.storage import ObjectNotFound, ObjectStore
+from services.deals.changes import announce
 from services.documents.errors import DocumentIntegrityError, DocumentNotFound
 from services.documents.provider import provider_for
 from services.documents.rendering import page_count, render_document, sha256_hex
@@ -49,6 +50,7 @@ def storage_key(deal_id: uuid.UUID, kind: DocumentKind, document_id: uuid.UUID, 
 
 async def emit_document_event(session: AsyncSession, document: Document, type_: str, **data: Any) -> None:
     """One `pap.documents` event about `document` (keyed by its deal), with its ids, kind and `data`."""
+    await announce(session, document.deal_id)  # the deal's documents changed: wake its long polls
     await record_event(
         session,
         topic=topics.DOCUMENTS,
@@ -159,6 +161,7 @@ async def generate_document(
         document.status = DocumentStatus.AWAITING_SIGNATURES
         session.add(document)
         await session.flush()
+    await announce(session, deal_id)
     await record_event(
         session,
         topic=topics.DOCUMENTS,

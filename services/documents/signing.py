@@ -36,6 +36,7 @@ from models.documents import (
     SignResult,
 )
 from pap.storage import ObjectStore
+from services.deals.changes import announce
 from services.documents.completion import complete_document
 from services.documents.documents import (
     SOURCE,
@@ -135,6 +136,7 @@ async def _sign(
         )
     )
     await session.flush()
+    await announce(session, document.deal_id)
     await record_event(
         session,
         topic=topics.DOCUMENTS,

@@ -37,6 +37,7 @@ from models.payments import (
     RefundResult,
     SettlementResult,
 )
+from services.deals.changes import announce
 from services.errors import Conflict, InvalidInput, NotFound
 from services.payments.ledger import QUANTUM, CurrencyMismatch, balance, entry_by_key, record_entry
 
@@ -89,6 +90,7 @@ def _money(amount: Decimal, currency: str) -> Money:
 
 
 async def _emit(session: AsyncSession, deal_id: uuid.UUID, type_: str, data: dict[str, Any]) -> None:
+    await announce(session, deal_id)  # the deal's payments changed: wake its long polls
     await record_event(
         session,
         topic=topics.PAYMENTS,
@@ -164,6 +166,7 @@ async def create_funding_instructions(
     ).one()
     if payment.amount != expected or payment.currency != amount.currency:
         raise PaymentMismatch(f"Deal {deal_id} already expects {payment.amount} {payment.currency} from this payer.")
+    await announce(session, deal_id)
     return FundingInstructions(
         payment_id=payment.id, amount=_money(payment.amount, payment.currency), reference=payment.reference
     )
