@@ -92,6 +92,8 @@ class FreezeRead(BaseModel):
     frozen_at: datetime | None = None
     lifted_at: datetime | None = None
     sessions_revoked: int = 0
+    orders_cancelled: int = 0
+    """Resting orders of the account cancelled by this freeze (their reserved shares are released)."""
 
 
 class QueueItem(BaseModel):

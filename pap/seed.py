@@ -148,7 +148,7 @@ async def _open_order(
     settings: Settings, sessions: SessionFactory, seller_id: uuid.UUID, security_id: uuid.UUID, price: Decimal
 ) -> uuid.UUID | None:
     """One resting sell order of the demo seller, with its OrderLifecycle workflow (needs Temporal)."""
-    from api.routers.marketplace import start_lifecycle
+    from api.order_workflows import start_lifecycle
     from temporal.client import connect
 
     principal = Principal(user_id=seller_id, roles=frozenset({Role.INVESTOR}))

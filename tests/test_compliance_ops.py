@@ -11,13 +11,14 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
+from temporalio.client import Client
 from typer.testing import CliRunner
 
 from pap.cli import app as cli_app
 from pap.db import SessionFactory, transaction
 from services.identity.permissions import Role
 from tests.deal_support import Parties, TokenFor, brokered_deal, parties
-from tests.marketplace_support import order_body, place
+from tests.marketplace_support import order_body, place, reserved_outstanding
 from tests.support import eventually
 
 
@@ -70,6 +71,32 @@ async def test_frozen_account_cannot_trade_and_loses_its_sessions(
     assert order.status_code == 201, order.text
     actions = await audit_actions(api, people.compliance, str(seller.id))
     assert "compliance.account_frozen" in actions and "compliance.account_unfrozen" in actions
+
+
+async def test_freezing_cancels_the_accounts_resting_orders_and_releases_their_shares(
+    api: httpx.AsyncClient, people: Parties, sessions: SessionFactory, temporal_client: Client, token_for: TokenFor
+) -> None:
+    as_seller = token_for(people.seller.id, Role.INVESTOR)
+    first = await place(api, as_seller, order_body(people.security_id, "sell", 10, "99.00"))
+    second = await place(api, as_seller, order_body(people.security_id, "sell", 15, "98.00"))
+    assert await reserved_outstanding(sessions, people.seller.id, people.security_id) == 25
+
+    frozen = await api.post(
+        f"/v1/compliance/users/{people.seller.id}/freeze", json={"reason": "sanctions hit"}, headers=people.compliance
+    )
+    assert frozen.status_code == 200, frozen.text
+    assert frozen.json()["orders_cancelled"] == 2
+
+    for order in (first, second):
+        read = await api.get(f"/v1/orders/{order['id']}", headers=as_seller)
+        assert read.json()["status"] == "cancelled", read.text
+        handle = temporal_client.get_workflow_handle(order["workflow_id"])
+        assert await handle.result() == "cancelled"
+    assert await reserved_outstanding(sessions, people.seller.id, people.security_id) == 0
+    again = await api.post(
+        f"/v1/compliance/users/{people.seller.id}/freeze", json={"reason": "sanctions hit"}, headers=people.compliance
+    )
+    assert again.status_code == 200 and again.json()["orders_cancelled"] == 0
 
 
 async def test_frozen_buyer_cannot_start_a_deal(api: httpx.AsyncClient, people: Parties) -> None:

@@ -12,11 +12,15 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from api.auth import require
-from api.deps import RedisDep, SessionDep, TemporalDep
+from api.deps import RedisDep, SessionDep, SessionsDep, SettingsDep, TemporalDep
+from api.order_workflows import change_order
 from models.admin import FreezeRead, OptionalReason, ReasonRequest, ReviewQueues
 from models.deals import HoldInput
-from services import admin, deals
+from models.marketplace import CancelOrderInput
+from pap.db import transaction
+from services import admin, deals, marketplace
 from services.admin import exports, ops, queues
+from services.errors import DomainError
 from services.identity.permissions import Permission
 from services.identity.tokens import Principal
 
@@ -27,10 +31,33 @@ Reviewer = Annotated[Principal, Depends(require(Permission.COMPLIANCE_REVIEW))]
 
 @router.post("/users/{user_id}/freeze")
 async def freeze_user(
-    user_id: uuid.UUID, body: ReasonRequest, principal: Reviewer, session: SessionDep, redis: RedisDep
+    user_id: uuid.UUID,
+    body: ReasonRequest,
+    principal: Reviewer,
+    sessions: SessionsDep,
+    redis: RedisDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
 ) -> FreezeRead:
-    """No new orders or deals for this account, and every session of it ends now."""
-    return await admin.freeze_account(session, redis, user_id=user_id, actor_id=principal.user_id, reason=body.reason)
+    """No new orders or deals for this account, every session of it ends, and its resting orders are cancelled.
+
+    The freeze commits first (nothing new can be placed), then each live order is cancelled through its
+    workflow, which releases its reserved shares. Repeating the call finishes what an interrupted one left.
+    """
+    async with transaction(sessions) as session:
+        frozen = await admin.freeze_account(
+            session, redis, user_id=user_id, actor_id=principal.user_id, reason=body.reason
+        )
+        live = await marketplace.live_orders_of(session, user_id)
+    cancelled = 0
+    for order in live:
+        request = CancelOrderInput(order_id=order.id, user_id=order.user_id, reason="account frozen by compliance")
+        try:
+            await change_order(temporal, order, settings.task_queue, "cancel", request)
+        except DomainError:  # filled or cancelled in the meantime: nothing left to cancel
+            continue
+        cancelled += 1
+    return frozen.model_copy(update={"orders_cancelled": cancelled})
 
 
 @router.post("/users/{user_id}/unfreeze")

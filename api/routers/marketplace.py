@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import CurrentUser, require
 from api.deps import SessionDep, SessionsDep, SettingsDep, TemporalDep
+from api.order_workflows import change_order, start_lifecycle
 from models.marketplace import (
     AmendOrderInput,
     CancelOrderInput,
@@ -24,73 +21,18 @@ from models.marketplace import (
     OrderRead,
     OrderStatus,
     OrderUpdate,
-    OrderWorkflowInput,
 )
 from pap.db import transaction
-from services import companies, holdings, marketplace
-from services.errors import Conflict, DomainError, InvalidInput, NotFound
+from services import companies, marketplace
 from services.identity.permissions import Permission
 from services.identity.tokens import Principal
 from services.marketplace.after_commit import after_commit
 from services.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from temporal.ids import order_workflow_id
-from temporal.search_attributes import ORDER_STATUS, SECURITY_ID, SIDE
-from workflows.orders import OrderLifecycle
 
 router = APIRouter(tags=["marketplace"])
 Trader = Annotated[Principal, Depends(require(Permission.ORDERS_PLACE))]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(max_length=500)]
-
-_KNOWN: dict[str, type[DomainError]] = {
-    **marketplace.MARKETPLACE_ERRORS,
-    holdings.InsufficientShares.type: holdings.InsufficientShares,
-}
-_BY_STATUS: dict[int, type[DomainError]] = {404: NotFound, 409: Conflict, 422: InvalidInput}
-
-
-def _rejection(error: WorkflowUpdateFailedError) -> DomainError:
-    """The domain error an Update validator or its activity refused with, rebuilt for the problem handler."""
-    cause = error.cause
-    if not isinstance(cause, ApplicationError):
-        return Conflict("The order could not be changed.")
-    details: dict[str, Any] = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
-    cls = _KNOWN.get(cause.type or "")
-    if cls is None:
-        base = _BY_STATUS.get(int(details.get("status", 409)), Conflict)
-        cls = type(
-            "WorkflowRejection", (base,), {"type": cause.type or base.type, "title": details.get("title", base.title)}
-        )
-    return cls(cause.message, errors=details.get("errors"))
-
-
-def _workflow_input(order: OrderRead) -> OrderWorkflowInput:
-    return OrderWorkflowInput(
-        order_id=order.id,
-        user_id=order.user_id,
-        security_id=order.security_id,
-        side=order.side,
-        status=order.status,
-        filled_quantity=order.filled_quantity,
-        expires_at=order.expires_at,
-    )
-
-
-async def start_lifecycle(client: Client, order: OrderRead, task_queue: str) -> None:
-    await client.start_workflow(
-        OrderLifecycle.run,
-        _workflow_input(order),
-        id=order_workflow_id(order.id),
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(ORDER_STATUS, order.status.value),
-                SearchAttributePair(SECURITY_ID, str(order.security_id)),
-                SearchAttributePair(SIDE, order.side.value),
-            ]
-        ),
-    )
 
 
 @router.post("/v1/orders", status_code=status.HTTP_201_CREATED)
@@ -136,30 +78,12 @@ async def _owned_live_order(sessions: SessionsDep, principal: Principal, order_i
     return order
 
 
-async def _update(
-    client: Client, order: OrderRead, task_queue: str, update: str, arg: CancelOrderInput | AmendOrderInput
-) -> OrderRead:
-    handle = client.get_workflow_handle(order_workflow_id(order.id))
-    for attempt in range(2):
-        try:
-            result: OrderRead = await handle.execute_update(update, arg, result_type=OrderRead)
-            return result
-        except WorkflowUpdateFailedError as error:
-            raise _rejection(error) from error
-        except RPCError as error:
-            if error.status != RPCStatusCode.NOT_FOUND or attempt:
-                raise
-            # The workflow never started (the API stopped right after commit): start it, then retry.
-            await start_lifecycle(client, order, task_queue)
-    raise AssertionError("unreachable")
-
-
 @router.post("/v1/orders/{order_id}/cancel")
 async def cancel_order(
     order_id: uuid.UUID, principal: CurrentUser, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep
 ) -> OrderRead:
     order = await _owned_live_order(sessions, principal, order_id, "cancel")
-    return await _update(
+    return await change_order(
         client, order, settings.task_queue, "cancel", CancelOrderInput(order_id=order_id, user_id=principal.user_id)
     )
 
@@ -176,7 +100,7 @@ async def amend_order(
     order = await _owned_live_order(sessions, principal, order_id, "amend")
     changes = body.model_dump(exclude_unset=True)
     request = AmendOrderInput(order_id=order_id, user_id=principal.user_id, **changes)
-    return await _update(client, order, settings.task_queue, "amend", request)
+    return await change_order(client, order, settings.task_queue, "amend", request)
 
 
 @router.get("/v1/securities/{security_id}/book")

@@ -22,6 +22,7 @@ from services.marketplace.orders import (
     get_order,
     get_order_for,
     list_orders,
+    live_orders_of,
     order_reference,
     place_order,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "get_order_for",
     "list_listings",
     "list_orders",
+    "live_orders_of",
     "on_deal_cancelled",
     "on_deal_closed",
     "order_book",

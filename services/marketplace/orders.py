@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.base import utcnow
 from models.deals import DealWorkflowInput
-from models.marketplace import Order, OrderCreate, OrderPage, OrderRead, OrderStatus, Side, TradeRead
+from models.marketplace import LIVE_STATUSES, Order, OrderCreate, OrderPage, OrderRead, OrderStatus, Side, TradeRead
 from services import admin, companies, holdings, profiles
 from services.identity.permissions import Permission, permissions_of
 from services.identity.tokens import Principal
@@ -103,6 +103,16 @@ async def place_order(
     outcome = await match_order(session, order)
     await emit_book_changed(session, security.id)
     return OrderOutcome(order_read(order), outcome.trades, outcome.touched_order_ids, outcome.deals)
+
+
+async def live_orders_of(session: AsyncSession, user_id: uuid.UUID) -> list[OrderRead]:
+    """The user's orders still on the book (open or partially filled), oldest first."""
+    rows = await session.execute(
+        select(Order)
+        .where(col(Order.user_id) == user_id, col(Order.status).in_([s.value for s in LIVE_STATUSES]))
+        .order_by(col(Order.created_at))
+    )
+    return [order_read(order) for order in rows.scalars()]
 
 
 def can_read_all(principal: Principal) -> bool:

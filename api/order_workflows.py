@@ -1,0 +1,85 @@
+"""Starting and changing `order-{id}` OrderLifecycle workflows: shared by the order, compliance and seed paths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from models.marketplace import AmendOrderInput, CancelOrderInput, OrderRead, OrderWorkflowInput
+from services import holdings, marketplace
+from services.errors import Conflict, DomainError, InvalidInput, NotFound
+from temporal.ids import order_workflow_id
+from temporal.search_attributes import ORDER_STATUS, SECURITY_ID, SIDE
+from workflows.orders import OrderLifecycle
+
+_KNOWN: dict[str, type[DomainError]] = {
+    **marketplace.MARKETPLACE_ERRORS,
+    holdings.InsufficientShares.type: holdings.InsufficientShares,
+}
+_BY_STATUS: dict[int, type[DomainError]] = {404: NotFound, 409: Conflict, 422: InvalidInput}
+
+
+def _rejection(error: WorkflowUpdateFailedError) -> DomainError:
+    """The domain error an Update validator or its activity refused with, rebuilt for the problem handler."""
+    cause = error.cause
+    if not isinstance(cause, ApplicationError):
+        return Conflict("The order could not be changed.")
+    details: dict[str, Any] = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+    cls = _KNOWN.get(cause.type or "")
+    if cls is None:
+        base = _BY_STATUS.get(int(details.get("status", 409)), Conflict)
+        cls = type(
+            "WorkflowRejection", (base,), {"type": cause.type or base.type, "title": details.get("title", base.title)}
+        )
+    return cls(cause.message, errors=details.get("errors"))
+
+
+def _workflow_input(order: OrderRead) -> OrderWorkflowInput:
+    return OrderWorkflowInput(
+        order_id=order.id,
+        user_id=order.user_id,
+        security_id=order.security_id,
+        side=order.side,
+        status=order.status,
+        filled_quantity=order.filled_quantity,
+        expires_at=order.expires_at,
+    )
+
+
+async def start_lifecycle(client: Client, order: OrderRead, task_queue: str) -> None:
+    await client.start_workflow(
+        OrderLifecycle.run,
+        _workflow_input(order),
+        id=order_workflow_id(order.id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(ORDER_STATUS, order.status.value),
+                SearchAttributePair(SECURITY_ID, str(order.security_id)),
+                SearchAttributePair(SIDE, order.side.value),
+            ]
+        ),
+    )
+
+
+async def change_order(
+    client: Client, order: OrderRead, task_queue: str, update: str, arg: CancelOrderInput | AmendOrderInput
+) -> OrderRead:
+    handle = client.get_workflow_handle(order_workflow_id(order.id))
+    for attempt in range(2):
+        try:
+            result: OrderRead = await handle.execute_update(update, arg, result_type=OrderRead)
+            return result
+        except WorkflowUpdateFailedError as error:
+            raise _rejection(error) from error
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND or attempt:
+                raise
+            # The workflow never started (the API stopped right after commit): start it, then retry.
+            await start_lifecycle(client, order, task_queue)
+    raise AssertionError("unreachable")
