@@ -5,16 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from models.marketplace import AmendOrderInput, CancelOrderInput, OrderRead, OrderWorkflowInput
+from models.marketplace import AmendOrderInput, CancelOrderInput, OrderRead
 from services import holdings, marketplace
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from temporal.ids import order_workflow_id
-from temporal.search_attributes import ORDER_STATUS, SECURITY_ID, SIDE
-from workflows.orders import OrderLifecycle
+from temporal.starters import start_lifecycle
 
 _KNOWN: dict[str, type[DomainError]] = {
     **marketplace.MARKETPLACE_ERRORS,
@@ -38,35 +36,6 @@ def _rejection(error: WorkflowUpdateFailedError) -> DomainError:
     return cls(cause.message, errors=details.get("errors"))
 
 
-def _workflow_input(order: OrderRead) -> OrderWorkflowInput:
-    return OrderWorkflowInput(
-        order_id=order.id,
-        user_id=order.user_id,
-        security_id=order.security_id,
-        side=order.side,
-        status=order.status,
-        filled_quantity=order.filled_quantity,
-        expires_at=order.expires_at,
-    )
-
-
-async def start_lifecycle(client: Client, order: OrderRead, task_queue: str) -> None:
-    await client.start_workflow(
-        OrderLifecycle.run,
-        _workflow_input(order),
-        id=order_workflow_id(order.id),
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(ORDER_STATUS, order.status.value),
-                SearchAttributePair(SECURITY_ID, str(order.security_id)),
-                SearchAttributePair(SIDE, order.side.value),
-            ]
-        ),
-    )
-
-
 async def change_order(
     client: Client, order: OrderRead, task_queue: str, update: str, arg: CancelOrderInput | AmendOrderInput
 ) -> OrderRead:
@@ -81,5 +50,8 @@ async def change_order(
             if error.status != RPCStatusCode.NOT_FOUND or attempt:
                 raise
             # The workflow never started (the API stopped right after commit): start it, then retry.
-            await start_lifecycle(client, order, task_queue)
+            try:
+                await start_lifecycle(client, order, task_queue)
+            except WorkflowAlreadyStartedError as finished:
+                raise Conflict("The order's workflow has already finished; refresh the order.") from finished
     raise AssertionError("unreachable")

@@ -148,8 +148,8 @@ async def _open_order(
     settings: Settings, sessions: SessionFactory, seller_id: uuid.UUID, security_id: uuid.UUID, price: Decimal
 ) -> uuid.UUID | None:
     """One resting sell order of the demo seller, with its OrderLifecycle workflow (needs Temporal)."""
-    from api.order_workflows import start_lifecycle
     from temporal.client import connect
+    from temporal.starters import start_lifecycle
 
     principal = Principal(user_id=seller_id, roles=frozenset({Role.INVESTOR}))
     async with transaction(sessions) as session:

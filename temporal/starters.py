@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 
 from models.deals import DealWorkflowInput
-from temporal.ids import deal_workflow_id
+from models.marketplace import OrderRead, OrderWorkflowInput
+from temporal.ids import deal_workflow_id, order_workflow_id
+from temporal.search_attributes import ORDER_STATUS, SECURITY_ID, SIDE
 
 
 async def start_deal(client: Client, params: DealWorkflowInput, task_queue: str) -> WorkflowHandle[object, str]:
@@ -20,3 +27,33 @@ async def start_deal(client: Client, params: DealWorkflowInput, task_queue: str)
         result_type=str,
     )
     return handle
+
+
+async def start_lifecycle(client: Client, order: OrderRead, task_queue: str) -> None:
+    """Start `order-{id}` for a live order; a running one is kept, a finished one is never started again.
+
+    Raises `WorkflowAlreadyStartedError` when the order's workflow already ran to its end.
+    """
+    await client.start_workflow(
+        "OrderLifecycle",
+        OrderWorkflowInput(
+            order_id=order.id,
+            user_id=order.user_id,
+            security_id=order.security_id,
+            side=order.side,
+            status=order.status,
+            filled_quantity=order.filled_quantity,
+            expires_at=order.expires_at,
+        ),
+        id=order_workflow_id(order.id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(ORDER_STATUS, order.status.value),
+                SearchAttributePair(SECURITY_ID, str(order.security_id)),
+                SearchAttributePair(SIDE, order.side.value),
+            ]
+        ),
+    )

@@ -20,6 +20,7 @@ from services.notifications import HttpSmsProvider, Notifier, SmtpMailer
 from services.pricing import HANDLED_TYPES, PricingIngest
 from temporal.client import connect
 from workers.deal_signals import FORWARDED, DealSignalForwarder
+from workers.order_workflows import ORDER_CREATED, OrderWorkflowStarter
 
 
 async def _confirm_echo(session: AsyncSession, event: CloudEvent) -> None:
@@ -70,6 +71,12 @@ def consumer_specs(resources: Resources, temporal: Client) -> list[ConsumerSpec]
             topics=(topics.DOCUMENTS, topics.PAYMENTS),
             handler=DealSignalForwarder(temporal),
             event_types=FORWARDED,
+        ),
+        ConsumerSpec(
+            name="order-workflows",
+            topics=(topics.MARKETPLACE,),
+            handler=OrderWorkflowStarter(temporal, resources.settings.task_queue),
+            event_types=frozenset({ORDER_CREATED}),
         ),
         ConsumerSpec(
             name="diagnostics",

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, status
 
 from api.auth import CurrentUser, require
 from api.deps import SessionDep, SessionsDep, SettingsDep, TemporalDep
-from api.order_workflows import change_order, start_lifecycle
+from api.order_workflows import change_order
 from models.marketplace import (
     AmendOrderInput,
     CancelOrderInput,
@@ -28,6 +28,7 @@ from services.identity.permissions import Permission
 from services.identity.tokens import Principal
 from services.marketplace.after_commit import after_commit
 from services.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from temporal.starters import start_lifecycle
 
 router = APIRouter(tags=["marketplace"])
 Trader = Annotated[Principal, Depends(require(Permission.ORDERS_PLACE))]
