@@ -77,6 +77,9 @@ _BULLET = _Style("", 10, 5.5, prefix="  -  ")
 _BODY = _Style("", 10, 5.5)
 _NOTE = _Style("I", 9, 5)
 _PARAGRAPH_GAP = 3.0
+_PT_PER_MM = 72 / 25.4
+_CAP_HEIGHT = 0.35
+"""Half of Helvetica's cap height (0.7 em): the baseline sits this far below a line's middle."""
 
 
 def _style_of(line: str) -> tuple[_Style, str]:
@@ -101,7 +104,7 @@ def wrap(pdf: FPDF, text: str, width: float) -> list[str]:
         if current:
             lines.append(current)
         while pdf.get_string_width(word) > width:
-            cut = max(1, next(i for i in range(len(word), 0, -1) if pdf.get_string_width(word[:i]) <= width))
+            cut = next((i for i in range(len(word) - 1, 0, -1) if pdf.get_string_width(word[:i]) <= width), 1)
             lines.append(word[:cut])
             word = word[cut:]
         current = word
@@ -117,7 +120,7 @@ def _write_lines(pdf: FPDF, style: _Style, text: str) -> None:
     for line in wrap(pdf, style.prefix + text, width):
         if pdf.get_y() + style.line_height > pdf.page_break_trigger:
             pdf.add_page()
-        baseline = pdf.get_y() + style.line_height / 2 + style.size * 0.35 / 2.83465
+        baseline = pdf.get_y() + style.line_height / 2 + style.size * _CAP_HEIGHT / _PT_PER_MM
         pdf.text(pdf.l_margin, baseline, line)
         pdf.set_y(pdf.get_y() + style.line_height)
     pdf.set_y(pdf.get_y() + style.after)
