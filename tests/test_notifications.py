@@ -287,3 +287,40 @@ async def _pap(settings: Settings, *args: str) -> str:
     out, _ = await process.communicate()
     assert process.returncode == 0, out.decode()
     return out.decode()
+
+
+def deal_event(type_: str, stage: str, buyer: TestUser, seller: TestUser, deal_id: uuid.UUID) -> CloudEvent:
+    return CloudEvent(
+        source="/tests/deals",
+        type=type_,
+        subject=str(deal_id),
+        data={
+            "deal_id": str(deal_id),
+            "stage": stage,
+            "previous_stage": "created",
+            "buyer_id": str(buyer.id),
+            "seller_id": str(seller.id),
+            "quantity": 10,
+            "price": {"amount": "5.00", "currency": "USD"},
+        },
+    )
+
+
+async def test_platform_steps_show_in_the_app_only_and_a_closed_deal_is_announced_once(
+    api: httpx.AsyncClient, runner: ConsumerRunner, sessions: SessionFactory, settings: Settings
+) -> None:
+    buyer, seller = await register_and_login(api), await register_and_login(api)
+    deal_id = uuid.uuid4()
+    step = deal_event("deals.stage.changed", "documents_generated", buyer, seller, deal_id)
+    await runner.handle_once(step)
+    assert await deliveries(sessions, step.id, "in_app") == 2
+    assert await deliveries(sessions, step.id, "email") == 0
+
+    closing = deal_event("deals.stage.changed", "closed", buyer, seller, deal_id)
+    closed = deal_event("deals.closed", "closed", buyer, seller, deal_id)
+    await runner.handle_once(closing)
+    await runner.handle_once(closed)
+    assert await deliveries(sessions, closing.id, "in_app") == 0
+    assert await deliveries(sessions, closed.id, "email") == 2
+    assert len(mails(settings, seller.email, "deal_closed")) == 1
+    assert mails(settings, seller.email, "deal_stage_changed") == []

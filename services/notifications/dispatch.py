@@ -51,7 +51,7 @@ class Notifier:
         if choices[Channel.IN_APP]:
             await self._in_app(session, event_id, intent)
         recipient = await _recipient(session, intent.user_id)
-        if choices[Channel.EMAIL]:
+        if choices[Channel.EMAIL] and intent.email:
             address = recipient.email if recipient else None
 
             async def send_email(delivery_id: uuid.UUID) -> str | None:

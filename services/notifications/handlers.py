@@ -18,6 +18,12 @@ from services.notifications.intents import Intent, as_uuid, label, price_text
 
 Mapper = Callable[[AsyncSession, CloudEvent], Awaitable[list[Intent]]]
 
+TERMINAL_STAGES = frozenset({"closed", "cancelled"})
+EMAILED_STAGES = frozenset({"awaiting_issuer", "awaiting_funding", "settling"})
+"""Stage changes that also send an email: the issuer has the notice, money is due, the transfer is under way.
+The platform's own steps (participants checked, documents generated, signatures requested, where the
+documents' own emails ask for signatures) show in the app only."""
+
 
 def _short(value: Any) -> str:
     return str(value)[:8]
@@ -103,6 +109,8 @@ async def deals(session: AsyncSession, event: CloudEvent) -> list[Intent]:
             f"The deal was cancelled ({reason}); reservations and escrow are unwound.",
         )
     elif event.type == "deals.stage.changed":
+        if stage in TERMINAL_STAGES:
+            return []  # `deals.closed` / `deals.cancelled` tell the participants, once
         kind, title = "deal_stage_changed", f"Deal {deal}: {label(stage)}"
         body = f"The deal moved from {label(d.get('previous_stage'))} to {label(stage)}."
         if next_actor:
@@ -129,7 +137,8 @@ async def deals(session: AsyncSession, event: CloudEvent) -> list[Intent]:
                 )
             )
             continue
-        out.append(Intent(user, Category.DEALS, kind, title, body, details))
+        email = event.type != "deals.stage.changed" or stage in EMAILED_STAGES
+        out.append(Intent(user, Category.DEALS, kind, title, body, details, email=email))
     return out
 
 

@@ -21,6 +21,8 @@ class Intent:
     """Label/value lines shown in emails under the body."""
     template: str | None = None
     """A specific email template (`templates/<name>.{txt,html}.j2`); the generic one otherwise."""
+    email: bool = True
+    """False for progress worth seeing in the app but not worth an email (preferences still apply otherwise)."""
 
 
 def as_uuid(value: Any) -> uuid.UUID | None:
