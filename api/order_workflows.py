@@ -1,4 +1,4 @@
-"""Starting and changing `order-{id}` OrderLifecycle workflows: shared by the order, compliance and seed paths."""
+"""Changing an order through its `order-{id}` workflow (an Update), shared by the order and compliance routes."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def _rejection(error: WorkflowUpdateFailedError) -> DomainError:
 async def change_order(
     client: Client, order: OrderRead, task_queue: str, update: str, arg: CancelOrderInput | AmendOrderInput
 ) -> OrderRead:
+    """Run the `cancel`/`amend` Update; a refusal comes back as the domain error (a problem response)."""
     handle = client.get_workflow_handle(order_workflow_id(order.id))
     for attempt in range(2):
         try:
