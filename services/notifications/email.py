@@ -7,7 +7,10 @@ import contextlib
 import time
 import uuid
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import formataddr, make_msgid
 from pathlib import Path
 
@@ -50,17 +53,21 @@ def render(intent: Intent, recipient: Recipient) -> tuple[str, str]:
     return text, html
 
 
-def build_message(intent: Intent, recipient: Recipient, *, sender: str, delivery_id: uuid.UUID) -> EmailMessage:
-    """A multipart/alternative message; the Message-ID derives from the delivery so a resend is recognisable."""
+def build_message(intent: Intent, recipient: Recipient, *, sender: str, delivery_id: uuid.UUID) -> Message:
+    """A multipart/alternative message; the Message-ID derives from the delivery so a resend is recognisable.
+
+    Built with the `email.mime` classes: the `EmailMessage` API's header registry cost twice as much
+    per message, and a busy deal sends dozens.
+    """
     text, html = render(intent, recipient)
-    message = EmailMessage()
+    message = MIMEMultipart("alternative")
     message["From"] = sender
     message["To"] = formataddr((recipient.name, recipient.email))
-    message["Subject"] = intent.title
+    message["Subject"] = Header(intent.title, "utf-8").encode()
     message["Message-ID"] = make_msgid(idstring=str(delivery_id), domain="pap.local")
     message["X-PAP-Kind"] = intent.kind
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
+    message.attach(MIMEText(text, "plain", "utf-8"))
+    message.attach(MIMEText(html, "html", "utf-8"))
     return message
 
 
@@ -82,7 +89,7 @@ class SmtpMailer:
         self._last_used = 0.0
         self._lock = asyncio.Lock()
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Message) -> None:
         async with self._lock:
             client = await self._connection()
             try:
