@@ -8,6 +8,7 @@ variables at existing servers to use those instead.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -95,6 +96,14 @@ async def api(platform: EmbeddedStack) -> AsyncIterator[httpx.AsyncClient]:
     port = platform.settings.api_port
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
         yield client
+
+
+@pytest.fixture(autouse=True)
+def _no_garbage_from_earlier_tests() -> None:
+    """Collect earlier tests' garbage cycles first: their finalizers, run by the collector in the middle of
+    a Temporal sandbox import, can trip a CPython < 3.12 module-lock race ("Failed validating workflow",
+    temporalio/sdk-python#585). See `no_cyclic_gc` in tests/test_replay.py."""
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)
