@@ -132,20 +132,34 @@ ToQuery = Annotated[datetime | None, Query(alias="to", description="exclusive")]
 FormatQuery = Annotated[Literal["csv", "json"], Query(alias="format")]
 
 
+async def _audited_export(
+    session: SessionDep,
+    principal: Principal,
+    name: str,
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    window: tuple[datetime | None, datetime | None],
+    fmt: Literal["csv", "json"],
+) -> StreamingResponse:
+    """Every export is audited (who, which window, how many rows) before it is streamed."""
+    start, end = window
+    await admin.record_audit(
+        session,
+        actor_id=principal.user_id,
+        action=f"compliance.export_{name}",
+        entity_type="export",
+        entity_id=None,
+        data={"from": start, "to": end, "format": fmt, "rows": len(rows)},
+    )
+    return _export(rows, columns, name, fmt)
+
+
 @router.get("/exports/trades")
 async def export_trades(
     principal: Reviewer, session: SessionDep, start: FromQuery = None, end: ToQuery = None, fmt: FormatQuery = "json"
 ) -> StreamingResponse:
     rows = await exports.trade_rows(session, _utc(start), _utc(end))
-    await admin.record_audit(
-        session,
-        actor_id=principal.user_id,
-        action="compliance.export_trades",
-        entity_type="export",
-        entity_id=None,
-        data={"from": start, "to": end, "format": fmt, "rows": len(rows)},
-    )
-    return _export(rows, exports.TRADE_COLUMNS, "trades", fmt)
+    return await _audited_export(session, principal, "trades", rows, exports.TRADE_COLUMNS, (start, end), fmt)
 
 
 @router.get("/exports/deals")
@@ -153,12 +167,4 @@ async def export_deals(
     principal: Reviewer, session: SessionDep, start: FromQuery = None, end: ToQuery = None, fmt: FormatQuery = "json"
 ) -> StreamingResponse:
     rows = await exports.deal_rows(session, _utc(start), _utc(end))
-    await admin.record_audit(
-        session,
-        actor_id=principal.user_id,
-        action="compliance.export_deals",
-        entity_type="export",
-        entity_id=None,
-        data={"from": start, "to": end, "format": fmt, "rows": len(rows)},
-    )
-    return _export(rows, exports.DEAL_COLUMNS, "deals", fmt)
+    return await _audited_export(session, principal, "deals", rows, exports.DEAL_COLUMNS, (start, end), fmt)
