@@ -52,6 +52,17 @@ async def parties(
     )
 
 
+def deal_request(p: Parties, *, quantity: int, price: str = "10.00") -> dict[str, Any]:
+    """The body of `POST /v1/deals` for these parties (a deal manager's brokered deal, in USD)."""
+    return {
+        "security_id": str(p.security_id),
+        "seller_id": str(p.seller.id),
+        "buyer_id": str(p.buyer.id),
+        "quantity": quantity,
+        "price": {"amount": price, "currency": "USD"},
+    }
+
+
 async def brokered_deal(
     sessions: SessionFactory, p: Parties, *, quantity: int = 100, price: str = "12.50", **policy: Any
 ) -> DealWorkflowInput:

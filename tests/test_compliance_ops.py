@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from pap.cli import app as cli_app
 from pap.db import SessionFactory, transaction
 from services.identity.permissions import Role
-from tests.deal_support import Parties, TokenFor, brokered_deal, parties
+from tests.deal_support import Parties, TokenFor, brokered_deal, deal_request, parties
 from tests.marketplace_support import order_body, place, reserved_outstanding
 from tests.support import eventually
 
@@ -25,16 +25,6 @@ from tests.support import eventually
 @pytest.fixture
 async def people(api: httpx.AsyncClient, sessions: SessionFactory, token_for: TokenFor) -> Parties:
     return await parties(api, sessions, token_for, rofr_days=30)
-
-
-def deal_body(p: Parties, quantity: int = 10) -> dict[str, Any]:
-    return {
-        "security_id": str(p.security_id),
-        "seller_id": str(p.seller.id),
-        "buyer_id": str(p.buyer.id),
-        "quantity": quantity,
-        "price": {"amount": "10.00", "currency": "USD"},
-    }
 
 
 async def audit_actions(api: httpx.AsyncClient, headers: dict[str, str], entity_id: str) -> list[str]:
@@ -62,7 +52,7 @@ async def test_frozen_account_cannot_trade_and_loses_its_sessions(
     as_seller = token_for(seller.id, Role.INVESTOR)
     order = await api.post("/v1/orders", json=order_body(people.security_id, "sell", 10, "10.00"), headers=as_seller)
     assert order.status_code == 403 and order.json()["type"].endswith("account-frozen"), order.text
-    deal = await api.post("/v1/deals", json=deal_body(people), headers=people.manager)
+    deal = await api.post("/v1/deals", json=deal_request(people, quantity=10), headers=people.manager)
     assert deal.status_code == 403 and deal.json()["type"].endswith("account-frozen"), deal.text
 
     lifted = await api.post(f"/v1/compliance/users/{seller.id}/unfreeze", json={}, headers=people.compliance)
@@ -104,7 +94,7 @@ async def test_frozen_buyer_cannot_start_a_deal(api: httpx.AsyncClient, people: 
         f"/v1/compliance/users/{people.buyer.id}/freeze", json={"reason": "fraud review"}, headers=people.compliance
     )
     assert frozen.status_code == 200
-    deal = await api.post("/v1/deals", json=deal_body(people), headers=people.manager)
+    deal = await api.post("/v1/deals", json=deal_request(people, quantity=10), headers=people.manager)
     assert deal.status_code == 403 and deal.json()["type"].endswith("account-frozen")
 
 

@@ -12,7 +12,7 @@ from temporalio.client import Client
 from pap.db import SessionFactory
 from pap.settings import Settings
 from services.identity.permissions import Role
-from tests.deal_support import Parties, TokenFor, parties
+from tests.deal_support import Parties, TokenFor, deal_request, parties
 from tests.factories import register_and_login
 from tests.histories.record import save_if_recording
 from tests.support import eventually, read_topic
@@ -49,13 +49,7 @@ async def test_brokered_deal_closes_with_money_and_shares_moved_once(
 ) -> None:
     created = await api.post(
         "/v1/deals",
-        json={
-            "security_id": str(people.security_id),
-            "seller_id": str(people.seller.id),
-            "buyer_id": str(people.buyer.id),
-            "quantity": 100,
-            "price": {"amount": "20.00", "currency": "USD"},
-        },
+        json=deal_request(people, quantity=100, price="20.00"),
         headers=people.manager,
     )
     assert created.status_code == 201, created.text
@@ -181,13 +175,7 @@ async def test_strangers_see_neither_the_deal_nor_its_documents(
     deal = (
         await api.post(
             "/v1/deals",
-            json={
-                "security_id": str(people.security_id),
-                "seller_id": str(people.seller.id),
-                "buyer_id": str(people.buyer.id),
-                "quantity": 5,
-                "price": {"amount": "10", "currency": "USD"},
-            },
+            json=deal_request(people, quantity=5, price="10"),
             headers=people.manager,
         )
     ).json()
@@ -207,13 +195,7 @@ async def test_strangers_see_neither_the_deal_nor_its_documents(
 
 
 async def test_bad_deal_requests_are_problems_with_no_side_effects(api: httpx.AsyncClient, people: Parties) -> None:
-    base = {
-        "security_id": str(people.security_id),
-        "seller_id": str(people.seller.id),
-        "buyer_id": str(people.buyer.id),
-        "quantity": 100,
-        "price": {"amount": "20.00", "currency": "USD"},
-    }
+    base = deal_request(people, quantity=100, price="20.00")
     too_many = await api.post("/v1/deals", json=base | {"quantity": 5_000}, headers=people.manager)
     assert too_many.status_code == 422
     assert too_many.json()["type"].endswith("/insufficient-shares")

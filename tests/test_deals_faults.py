@@ -13,7 +13,7 @@ from models.payments import JournalEntry
 from pap.db import SessionFactory
 from pap.stack.embedded import EmbeddedStack
 from services import holdings
-from tests.deal_support import Parties, TokenFor, parties
+from tests.deal_support import Parties, TokenFor, deal_request, parties
 from tests.support import eventually
 from tests.test_deals_e2e import drive_to_closed
 
@@ -30,13 +30,7 @@ async def test_killing_the_worker_mid_deal_never_pays_or_transfers_twice(
     for p in people:
         created = await api.post(
             "/v1/deals",
-            json={
-                "security_id": str(p.security_id),
-                "seller_id": str(p.seller.id),
-                "buyer_id": str(p.buyer.id),
-                "quantity": 10,
-                "price": {"amount": "7.50", "currency": "USD"},
-            },
+            json=deal_request(p, quantity=10, price="7.50"),
             headers=p.manager,
         )
         assert created.status_code == 201, created.text

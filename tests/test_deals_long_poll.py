@@ -27,7 +27,7 @@ from pap.settings import Settings
 from services import deals, payments
 from services.deals.changes import CHANNEL, announce
 from services.identity.permissions import Role
-from tests.deal_support import Parties, TokenFor, brokered_deal, parties
+from tests.deal_support import Parties, TokenFor, brokered_deal, deal_request, parties
 from tests.support import eventually
 
 WAIT = 20
@@ -231,13 +231,7 @@ async def test_long_polls_survive_the_listener_connection_dropping(
 
 async def test_a_running_deal_long_polled_until_it_is_cancelled(api: httpx.AsyncClient, people: Parties) -> None:
     """The real path: the workflow's activity projects the cancellation and its NOTIFY wakes the poll."""
-    body = {
-        "security_id": str(people.security_id),
-        "seller_id": str(people.seller.id),
-        "buyer_id": str(people.buyer.id),
-        "quantity": 1,
-        "price": {"amount": "10", "currency": "USD"},
-    }
+    body = deal_request(people, quantity=1, price="10")
     created = await api.post("/v1/deals", json=body, headers=people.manager)
     assert created.status_code == 201, created.text
     path = f"/v1/deals/{created.json()['id']}"

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from pap.cli import app as cli_app
 from pap.db import SessionFactory
 from services.identity.permissions import Role
-from tests.deal_support import Parties, TokenFor, parties
+from tests.deal_support import Parties, TokenFor, deal_request, parties
 from tests.support import eventually
 from tests.test_deals_e2e import deal_at, sign_pending
 
@@ -28,13 +28,7 @@ async def test_held_deal_pauses_until_lifted_and_ops_sees_it_all(
 ) -> None:
     created = await api.post(
         "/v1/deals",
-        json={
-            "security_id": str(people.security_id),
-            "seller_id": str(people.seller.id),
-            "buyer_id": str(people.buyer.id),
-            "quantity": 20,
-            "price": {"amount": "15.00", "currency": "USD"},
-        },
+        json=deal_request(people, quantity=20, price="15.00"),
         headers=people.manager,
     )
     assert created.status_code == 201, created.text

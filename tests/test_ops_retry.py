@@ -15,7 +15,7 @@ from models.payments import PaymentReceived
 from pap.db import SessionFactory, transaction
 from services import payments
 from services.identity.permissions import Role
-from tests.deal_support import TokenFor, parties
+from tests.deal_support import TokenFor, deal_request, parties
 from tests.support import eventually
 from tests.test_deals_e2e import deal_at, sign_pending
 
@@ -38,13 +38,7 @@ async def test_ops_retry_a_failing_settlement_step_after_fixing_its_cause(
     ops = token_for(uuid.uuid4(), Role.ADMIN)
     created = await api.post(
         "/v1/deals",
-        json={
-            "security_id": str(people.security_id),
-            "seller_id": str(people.seller.id),
-            "buyer_id": str(people.buyer.id),
-            "quantity": 10,
-            "price": {"amount": "10.00", "currency": "USD"},
-        },
+        json=deal_request(people, quantity=10, price="10.00"),
         headers=people.manager,
     )
     deal_id = created.json()["id"]
