@@ -7,6 +7,7 @@ import signal
 from collections.abc import Awaitable, Callable
 
 import structlog
+import uvloop
 from prometheus_client import start_http_server
 
 from pap.resources import Resources, open_resources
@@ -39,7 +40,7 @@ def run_process(settings: Settings, name: str, main: Main) -> None:
             await main(resources, stop)
         log.info("process stopped", process=name)
 
-    asyncio.run(runner())
+    uvloop.run(runner())
 
 
 async def worker_main(resources: Resources, stop: asyncio.Event) -> None:
