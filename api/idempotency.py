@@ -12,7 +12,6 @@ import hashlib
 from collections.abc import Callable
 
 from sqlalchemy import delete
-from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from starlette.datastructures import Headers
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -22,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.problems import problem_response
 from models.platform import IdempotencyRecord
-from pap.db import SessionFactory, transaction
+from pap.db import SessionFactory, insert_unless_conflict, transaction
 from services.errors import DomainError
 
 HEADER = "Idempotency-Key"
@@ -77,11 +76,11 @@ class IdempotencyMiddleware(BaseHTTPMiddleware):
         sessions = self._sessions()
 
         async with transaction(sessions) as session:
-            claimed = await session.execute(
-                insert(IdempotencyRecord)
-                .values(scope=scope, key=key, request_hash=request_hash)
-                .on_conflict_do_nothing()
-                .returning(col(IdempotencyRecord.key))
+            claimed = await insert_unless_conflict(
+                session,
+                IdempotencyRecord,
+                {"scope": scope, "key": key, "request_hash": request_hash},
+                returning="key",
             )
             first = claimed.first() is not None
             record = None if first else await session.get(IdempotencyRecord, (scope, key))

@@ -18,15 +18,13 @@ from opentelemetry import trace
 from opentelemetry.propagate import extract
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
-from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from events.envelope import CloudEvent
 from events.kafka import create_producer, ensure_topics
 from events.topics import DEAD_LETTER
 from models.platform import ProcessedEvent
-from pap.db import SessionFactory, transaction
+from pap.db import SessionFactory, insert_unless_conflict, transaction
 
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -154,11 +152,8 @@ class ConsumerRunner:
     async def handle_once(self, event: CloudEvent) -> bool:
         """Run the handler once in a transaction; False when this consumer already handled the event."""
         async with transaction(self.sessions) as session:
-            inserted = await session.execute(
-                insert(ProcessedEvent)
-                .values(consumer=self.spec.name, event_id=event.id)
-                .on_conflict_do_nothing()
-                .returning(col(ProcessedEvent.event_id))
+            inserted = await insert_unless_conflict(
+                session, ProcessedEvent, {"consumer": self.spec.name, "event_id": event.id}, returning="event_id"
             )
             if inserted.first() is None:
                 return False

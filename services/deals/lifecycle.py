@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from events import topics
 from events.outbox import record_event
 from models.base import Money, utcnow
 from models.deals import Deal, DealStage, DealTimelineEntry, DealWorkflowInput, FrozenTransferPolicy, StageChange
+from pap.db import insert_unless_conflict
 from services.deals.changes import announce
 from services.deals.errors import InvalidDeal
 
@@ -75,18 +74,19 @@ async def create_deal(
 
 async def record_stage(session: AsyncSession, change: StageChange) -> bool:
     """Project one workflow step; False when this step (its `event_key`) was already recorded."""
-    inserted = await session.execute(
-        insert(DealTimelineEntry)
-        .values(
-            deal_id=change.deal_id,
-            event_key=change.event_key,
-            stage=change.stage.value,
-            actor=change.actor,
-            detail=change.detail,
-            at=utcnow(),
-        )
-        .on_conflict_do_nothing(constraint="uq_deal_timeline_entry_event_key")
-        .returning(col(DealTimelineEntry.seq))
+    inserted = await insert_unless_conflict(
+        session,
+        DealTimelineEntry,
+        {
+            "deal_id": change.deal_id,
+            "event_key": change.event_key,
+            "stage": change.stage.value,
+            "actor": change.actor,
+            "detail": change.detail,
+            "at": utcnow(),
+        },
+        constraint="uq_deal_timeline_entry_event_key",
+        returning="seq",
     )
     if inserted.first() is None:
         return False

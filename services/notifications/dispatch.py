@@ -13,14 +13,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import structlog
-from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from events.envelope import CloudEvent
 from models.base import utcnow
 from models.notifications import Channel, Delivery, DeliveryStatus, Notification
-from pap.db import SessionFactory, transaction
+from pap.db import SessionFactory, insert_unless_conflict, transaction
 from services.errors import NotFound
 from services.identity import get_user
 from services.notifications.email import Recipient, SmtpMailer, build_message
@@ -30,6 +29,8 @@ from services.notifications.preferences import effective_preferences, sms_phone
 from services.notifications.sms import SmsProvider
 
 log = structlog.get_logger(__name__)
+
+DELIVERY_ONCE = "uq_delivery_event_id_user_id_channel"
 
 Send = Callable[[uuid.UUID], Awaitable[str | None]]
 
@@ -71,52 +72,56 @@ class Notifier:
             await self._deliver(event_id, intent, Channel.SMS, phone, send_sms)
 
     async def _in_app(self, session: AsyncSession, event_id: uuid.UUID, intent: Intent) -> None:
-        await session.execute(
-            insert(Notification)
-            .values(
-                id=uuid.uuid4(),
-                user_id=intent.user_id,
-                event_id=event_id,
-                kind=intent.kind,
-                category=intent.category.value,
-                title=intent.title,
-                body=intent.body,
-                created_at=utcnow(),
-            )
-            .on_conflict_do_nothing(constraint="uq_notification_event_id_user_id")
+        now = utcnow()
+        await insert_unless_conflict(
+            session,
+            Notification,
+            {
+                "id": uuid.uuid4(),
+                "user_id": intent.user_id,
+                "event_id": event_id,
+                "kind": intent.kind,
+                "category": intent.category.value,
+                "title": intent.title,
+                "body": intent.body,
+                "created_at": now,
+            },
+            constraint="uq_notification_event_id_user_id",
         )
-        await session.execute(
-            insert(Delivery)
-            .values(
-                id=uuid.uuid4(),
-                event_id=event_id,
-                user_id=intent.user_id,
-                channel=Channel.IN_APP.value,
-                kind=intent.kind,
-                status=DeliveryStatus.SENT.value,
-                sent_at=utcnow(),
-                created_at=utcnow(),
-            )
-            .on_conflict_do_nothing(constraint="uq_delivery_event_id_user_id_channel")
+        await insert_unless_conflict(
+            session,
+            Delivery,
+            {
+                "id": uuid.uuid4(),
+                "event_id": event_id,
+                "user_id": intent.user_id,
+                "channel": Channel.IN_APP.value,
+                "kind": intent.kind,
+                "status": DeliveryStatus.SENT.value,
+                "sent_at": now,
+                "created_at": now,
+            },
+            constraint=DELIVERY_ONCE,
         )
 
     async def _deliver(
         self, event_id: uuid.UUID, intent: Intent, channel: Channel, address: str | None, send: Send
     ) -> None:
         async with transaction(self.sessions) as session:
-            await session.execute(
-                insert(Delivery)
-                .values(
-                    id=uuid.uuid4(),
-                    event_id=event_id,
-                    user_id=intent.user_id,
-                    channel=channel.value,
-                    kind=intent.kind,
-                    status=DeliveryStatus.PENDING.value,
-                    address=address,
-                    created_at=utcnow(),
-                )
-                .on_conflict_do_nothing(constraint="uq_delivery_event_id_user_id_channel")
+            await insert_unless_conflict(
+                session,
+                Delivery,
+                {
+                    "id": uuid.uuid4(),
+                    "event_id": event_id,
+                    "user_id": intent.user_id,
+                    "channel": channel.value,
+                    "kind": intent.kind,
+                    "status": DeliveryStatus.PENDING.value,
+                    "address": address,
+                    "created_at": utcnow(),
+                },
+                constraint=DELIVERY_ONCE,
             )
             delivery = (
                 await session.exec(

@@ -16,7 +16,6 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from sqlalchemy import func
-from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -37,6 +36,7 @@ from models.payments import (
     RefundResult,
     SettlementResult,
 )
+from pap.db import insert_unless_conflict
 from services.deals.changes import announce
 from services.errors import Conflict, InvalidInput, NotFound
 from services.payments.ledger import QUANTUM, CurrencyMismatch, balance, entry_by_key, record_entry
@@ -138,24 +138,24 @@ async def create_funding_instructions(
 ) -> FundingInstructions:
     """What the buyer must pay into the deal's escrow; one payment per deal and payer (a retry returns it)."""
     expected = _positive(amount)
-    table = Payment.__table__  # type: ignore[attr-defined]
     now = utcnow()
-    await session.execute(
-        insert(table)
-        .values(
-            id=uuid.uuid4(),
-            deal_id=deal_id,
-            payer_id=buyer_id,
-            amount=expected,
-            currency=amount.currency,
-            received_amount=ZERO,
-            escrowed_amount=ZERO,
-            status=PaymentStatus.AWAITING_FUNDS,
-            reference=reference,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["deal_id", "payer_id"])
+    await insert_unless_conflict(
+        session,
+        Payment,
+        {
+            "id": uuid.uuid4(),
+            "deal_id": deal_id,
+            "payer_id": buyer_id,
+            "amount": expected,
+            "currency": amount.currency,
+            "received_amount": ZERO,
+            "escrowed_amount": ZERO,
+            "status": PaymentStatus.AWAITING_FUNDS.value,
+            "reference": reference,
+            "created_at": now,
+            "updated_at": now,
+        },
+        index_elements=("deal_id", "payer_id"),
     )
     payment = (
         await session.exec(
@@ -184,20 +184,20 @@ async def record_provider_payment(
     value = _positive(amount)
     if amount.currency != payment.currency:
         raise CurrencyMismatch(f"Payment {payment_id} is in {payment.currency}, not {amount.currency}.")
-    table = ProviderEvent.__table__  # type: ignore[attr-defined]
-    inserted = await session.execute(
-        insert(table)
-        .values(
-            id=uuid.uuid4(),
-            event_id=event_id,
-            payment_id=payment_id,
-            status=status,
-            amount=value,
-            currency=amount.currency,
-            received_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(table.c.id)
+    inserted = await insert_unless_conflict(
+        session,
+        ProviderEvent,
+        {
+            "id": uuid.uuid4(),
+            "event_id": event_id,
+            "payment_id": payment_id,
+            "status": status,
+            "amount": value,
+            "currency": amount.currency,
+            "received_at": utcnow(),
+        },
+        index_elements=("event_id",),
+        returning="id",
     )
     zero = _money(ZERO, payment.currency)
     if inserted.scalar_one_or_none() is None:

@@ -29,6 +29,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.base import Money, utcnow
 from models.payments import ZERO, Account, EntryStatus, JournalEntry, Leg, Posting
+from pap.db import insert_unless_conflict
 from services.errors import Conflict, InvalidInput, NotFound
 
 QUANTUM = Decimal("0.0001")
@@ -206,22 +207,22 @@ async def record_entry(
         accounts = await _lock_accounts(session, currencies)
         entry_id = uuid.uuid4()
         now = utcnow()
-        table = JournalEntry.__table__  # type: ignore[attr-defined]
-        inserted = await session.execute(
-            insert(table)
-            .values(
-                id=entry_id,
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
-                kind=kind,
-                reference=reference,
-                status=EntryStatus.PENDING if pending else EntryStatus.POSTED,
-                created_at=now,
-                expires_at=expires_at if pending else None,
-                posted_at=None if pending else now,
-            )
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(table.c.id)
+        inserted = await insert_unless_conflict(
+            session,
+            JournalEntry,
+            {
+                "id": entry_id,
+                "idempotency_key": idempotency_key,
+                "fingerprint": fingerprint,
+                "kind": kind,
+                "reference": reference,
+                "status": (EntryStatus.PENDING if pending else EntryStatus.POSTED).value,
+                "created_at": now,
+                "expires_at": expires_at if pending else None,
+                "posted_at": None if pending else now,
+            },
+            index_elements=("idempotency_key",),
+            returning="id",
         )
         created = inserted.scalar_one_or_none() is not None
         if created:

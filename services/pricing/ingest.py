@@ -13,11 +13,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy.dialects.postgresql import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from events.envelope import CloudEvent
 from models.pricing import PricePrint, PrintSource, Quote, RoundPrice
+from pap.db import insert_unless_conflict
 from services.pricing.cache import invalidate
 
 HANDLED_TYPES = frozenset(
@@ -193,8 +193,9 @@ async def _quote(session: AsyncSession, event: CloudEvent) -> uuid.UUID | None:
 async def _insert(
     session: AsyncSession, table: type[PricePrint] | type[Quote] | type[RoundPrice], **values: Any
 ) -> None:
-    await session.execute(
-        insert(table)
-        .values(id=uuid.uuid4(), created_at=datetime.now(UTC), **values)
-        .on_conflict_do_nothing(index_elements=["event_id"])
+    await insert_unless_conflict(
+        session,
+        table,
+        {"id": uuid.uuid4(), "created_at": datetime.now(UTC), **values},
+        index_elements=("event_id",),
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -12,6 +11,7 @@ from events import topics
 from events.outbox import record_event
 from models.base import utcnow
 from models.profiles import KycCheck, KycStatusChange, KycSubmit, KycWebhook, KycWebhookReceipt
+from pap.db import insert_unless_conflict
 from services.admin import record_audit
 from services.errors import Conflict, NotFound
 from services.profiles.status import latest_kyc
@@ -93,11 +93,11 @@ async def set_provider_ref(session: AsyncSession, check_id: uuid.UUID, provider_
 
 async def claim_webhook(session: AsyncSession, event: KycWebhook) -> KycCheck | None:
     """The check to signal, or None for a replayed event id (acknowledged, no second effect)."""
-    claimed = await session.execute(
-        insert(KycWebhookReceipt)
-        .values(event_id=event.event_id, check_id=event.check_id, received_at=utcnow())
-        .on_conflict_do_nothing()
-        .returning(col(KycWebhookReceipt.event_id))
+    claimed = await insert_unless_conflict(
+        session,
+        KycWebhookReceipt,
+        {"event_id": event.event_id, "check_id": event.check_id, "received_at": utcnow()},
+        returning="event_id",
     )
     if claimed.first() is None:
         return None
