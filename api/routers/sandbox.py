@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel, Field
 
 from api.deps import SettingsDep
+from pap.http import http_client
 from pap.settings import Settings
 from services.errors import InvalidInput, NotFound
 from services.profiles.kyc_provider import SIGNATURE_HEADER, sign
@@ -51,7 +52,7 @@ class SandboxCheck(BaseModel):
 async def _deliver(url: str, body: bytes, secret: str) -> None:
     await asyncio.sleep(DELIVERY_DELAY_SECONDS)  # a provider answers later, never inside the request
     headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, secret)}
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with http_client(timeout=10) as client:
         for attempt in range(DELIVERY_ATTEMPTS):
             try:
                 response = await client.post(url, content=body, headers=headers)

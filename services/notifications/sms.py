@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import httpx
+from pap.http import http_client
 
 
 class SmsProvider(Protocol):
@@ -21,7 +21,7 @@ class HttpSmsProvider:
         self.timeout = timeout
 
     async def send(self, to: str, body: str, *, idempotency_key: str) -> str:
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
+        async with http_client(timeout=self.timeout) as client:
             response = await client.post(
                 f"{self.base_url}/messages",
                 json={"to": to, "body": body},

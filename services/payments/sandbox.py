@@ -17,6 +17,7 @@ import structlog
 
 from models.base import Money
 from models.payments import SandboxSettleAccepted
+from pap.http import http_client
 from pap.settings import Settings
 from services.payments.provider import SIGNATURE_HEADER, sign
 
@@ -56,7 +57,7 @@ class SandboxProvider:
         """POST the signed event; retry on network errors, 5xx, 408 and 429 with exponential backoff."""
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(self.secret, body)}
         delay = self.first_backoff_seconds
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with http_client(timeout=10) as client:
             for attempt in range(1, self.attempts + 1):
                 try:
                     response = await client.post(self.webhook_url, content=body, headers=headers)

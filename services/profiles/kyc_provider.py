@@ -10,9 +10,8 @@ import hashlib
 import hmac
 from typing import Protocol
 
-import httpx
-
 from models.profiles import KycCheckRequest
+from pap.http import http_client
 
 SIGNATURE_HEADER = "X-Signature"
 
@@ -31,7 +30,7 @@ class HttpKycProvider:
         self.timeout = timeout
 
     async def request_check(self, request: KycCheckRequest, *, callback_url: str) -> str:
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
+        async with http_client(timeout=self.timeout) as client:
             response = await client.post(
                 f"{self.base_url}/checks",
                 json={**request.model_dump(mode="json"), "callback_url": callback_url},
