@@ -22,7 +22,6 @@ import asyncio
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,9 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from bench.measure import Sample, Side, compare, cpu_report, measure, pct, ratio_report
 from bench.raw_deal import ACTIVITIES_PER_DEAL, DOCUMENTS, BenchDeal, noop
-from bench.stack import bench_stack, cpu_report
+from bench.stack import bench_stack
 from pap.cli import UP_API_WORKERS
 from pap.db import create_engine, create_session_factory
 from pap.settings import Settings
@@ -62,28 +62,10 @@ class Cast:
     sellers: list[tuple[uuid.UUID, dict[str, str]]]
 
 
-def pct(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
-
-
-def report(name: str, rate: float, latencies: list[float]) -> None:
-    print(f"{name:<24} {rate:8.2f}/s   p50 {pct(latencies, 50):8.2f} s   p99 {pct(latencies, 99):8.2f} s")
-
-
-async def measure(concurrency: int, total: int, run_one: Callable[[int], Awaitable[None]]) -> tuple[float, list[float]]:
-    """`total` runs from `concurrency` loops; returns (runs per second, seconds per run)."""
-    latencies: list[float] = []
-    counter = iter(range(total))
-
-    async def loop() -> None:
-        for i in counter:
-            began = time.perf_counter()
-            await run_one(i)
-            latencies.append(time.perf_counter() - began)
-
-    began = time.perf_counter()
-    await asyncio.gather(*(loop() for _ in range(concurrency)))
-    return total / (time.perf_counter() - began), latencies
+def report(name: str, side: Side) -> None:
+    print(
+        f"{name:<24} {side.rate:8.2f}/s   p50 {pct(side.latencies, 50):8.2f} s   p99 {pct(side.latencies, 99):8.2f} s"
+    )
 
 
 def ok(response: httpx.Response, *expected: int) -> Any:
@@ -264,7 +246,7 @@ async def run(args: argparse.Namespace) -> None:
         limits = httpx.Limits(max_connections=4 * args.concurrency + 8)
         async with httpx.AsyncClient(base_url=api_url, timeout=120, limits=limits) as api:
             sellers = max(1, min(args.concurrency, 8))
-            shares = (WARM_UP + -(-args.deals // sellers)) * QUANTITY + -(
+            shares = (WARM_UP + args.rounds * -(-args.deals // sellers)) * QUANTITY + -(
                 -args.in_flight // sellers
             ) * IN_FLIGHT_QUANTITY
             cast = await make_cast(api, settings, keyring, sellers, shares)
@@ -272,23 +254,25 @@ async def run(args: argparse.Namespace) -> None:
             configure_tracing(settings, "bench-deals")  # the Temporal plugin's worker needs the replay-safe provider
             temporal: Client = await connect(settings.require("temporal_address"), settings.temporal_namespace)
             task_queue = f"bench-deals-{uuid.uuid4().hex[:8]}"
+
+            async def raw_round() -> Sample:
+                async with Worker(temporal, task_queue=task_queue, workflows=[BenchDeal], activities=[noop]):
+                    return await measure(args.concurrency, args.deals, lambda i: raw_deal(temporal, task_queue))
+
             async with Worker(temporal, task_queue=task_queue, workflows=[BenchDeal], activities=[noop]):
                 await measure(WARM_UP, WARM_UP, lambda i: raw_deal(temporal, task_queue))
-                await measure(WARM_UP, WARM_UP, driver.run)
-                driver.phases.clear()
-                cpu_start = running.cpu_seconds()
-                baseline, raw_latencies = await measure(
-                    args.concurrency, args.deals, lambda i: raw_deal(temporal, task_queue)
-                )
-                cpu_baseline = running.cpu_seconds()
-            deals, deal_latencies = await measure(args.concurrency, args.deals, driver.run)
-            cpu_deals = running.cpu_seconds()
-            print(f"{args.deals} deals, {args.concurrency} at a time ({ACTIVITIES_PER_DEAL} activities per deal)")
-            report("raw deal workflow", baseline, raw_latencies)
-            report("deal through the API", deals, deal_latencies)
-            print(f"ratio deals/raw  {deals / baseline:.2f} (target >= 0.6)")
-            print("raw   " + cpu_report(cpu_start, cpu_baseline, args.deals, "deal") + " (+ this process's worker)")
-            print("deals " + cpu_report(cpu_baseline, cpu_deals, args.deals, "deal"))
+            await measure(WARM_UP, WARM_UP, driver.run)
+            driver.phases.clear()
+            baseline, deals = await compare(
+                args.rounds, raw_round, lambda: measure(args.concurrency, args.deals, driver.run), running.cpu_seconds
+            )
+            print(f"{args.deals} deals per round, {args.rounds} rounds, {args.concurrency} at a time")
+            print(f"({ACTIVITIES_PER_DEAL} activities per deal)")
+            report("raw deal workflow", baseline)
+            report("deal through the API", deals)
+            print(ratio_report(baseline, deals, "deals/raw", 0.6))
+            print("raw   " + cpu_report(baseline.cpu, baseline.runs, "deal") + " (+ this process's worker)")
+            print("deals " + cpu_report(deals.cpu, deals.runs, "deal"))
             print("where a deal's time goes (mean seconds per step, client view):")
             for phase, seconds in driver.phases.items():
                 print(f"  {phase:<28} {statistics.fmean(seconds):6.2f}")
@@ -301,6 +285,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--deals", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=8, help="deals driven at the same time")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating baseline and platform rounds")
     parser.add_argument("--in-flight", type=int, default=0, help="also hold this many deals in flight and read RSS")
     parser.add_argument(
         "--api-workers", type=int, default=UP_API_WORKERS, help="API processes of the embedded stack (as `pap up`)"

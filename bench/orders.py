@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
-import time
+import itertools
 import uuid
-from collections.abc import Awaitable, Callable
 
 import httpx
 from temporalio.client import Client
 
-from bench.stack import bench_stack, cpu_report
+from bench.measure import Side, compare, cpu_report, measure, pct, ratio_report
+from bench.stack import bench_stack
 from pap.cli import UP_API_WORKERS
 from pap.db import create_engine, create_session_factory
 from services.identity.permissions import Role
@@ -29,29 +28,12 @@ from services.identity.tokens import KeyRing, Principal
 from temporal.client import connect
 from tests.market_support import new_security, verified_lot
 
-
-async def measure(clients: int, total: int, call: Callable[[int], Awaitable[None]]) -> tuple[float, list[float]]:
-    """Run `total` calls from `clients` concurrent loops; returns (calls per second, latencies in ms)."""
-    latencies: list[float] = []
-    counter = iter(range(total))
-
-    async def client_loop() -> None:
-        for i in counter:
-            start = time.perf_counter()
-            await call(i)
-            latencies.append((time.perf_counter() - start) * 1000)
-
-    began = time.perf_counter()
-    await asyncio.gather(*(client_loop() for _ in range(clients)))
-    return total / (time.perf_counter() - began), latencies
+WARM_UP = 20
 
 
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
-
-
-def report(name: str, rate: float, latencies: list[float]) -> None:
-    print(f"{name:<22} {rate:8.1f}/s   p50 {pct(latencies, 50):7.1f} ms   p99 {pct(latencies, 99):7.1f} ms")
+def report(name: str, side: Side) -> None:
+    p50, p99 = pct(side.latencies, 50) * 1000, pct(side.latencies, 99) * 1000
+    print(f"{name:<22} {side.rate:8.1f}/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms")
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -63,7 +45,7 @@ async def run(args: argparse.Namespace) -> None:
         per_seller = 10
         sellers: list[tuple[uuid.UUID, dict[str, str]]] = []
         securities = [(await new_security(sessions))[1] for _ in range(args.securities)]
-        for i in range(max(args.orders // per_seller, 1) + 1):
+        for i in range((WARM_UP + args.rounds * args.orders) // per_seller + 2):
             seller = uuid.uuid4()
             await verified_lot(sessions, seller, securities[i % len(securities)], 10 * per_seller)
             token = keyring.issue(Principal(user_id=seller, roles=frozenset({Role.INVESTOR}), mfa=False))
@@ -71,9 +53,11 @@ async def run(args: argparse.Namespace) -> None:
         await engine.dispose()
         temporal: Client = await connect(settings.require("temporal_address"), settings.temporal_namespace)
 
+        placed = itertools.count()  # across rounds: each seller's shares cover `per_seller` orders
         async with httpx.AsyncClient(base_url=api_url, timeout=60) as api:
 
-            async def place(i: int) -> None:
+            async def place(_: int) -> None:
+                i = next(placed)
                 index = i // per_seller
                 body = {
                     "security_id": str(securities[index % len(securities)]),
@@ -91,18 +75,20 @@ async def run(args: argparse.Namespace) -> None:
                     "BenchNoop", {"i": i}, id=f"bench-{uuid.uuid4()}", task_queue=f"bench-{settings.task_queue}"
                 )
 
-            await measure(4, 20, start_raw)  # warm-up (connections, caches)
-            cpu_start = running.cpu_seconds()
-            baseline, base_lat = await measure(args.clients, args.orders, start_raw)
-            cpu_baseline = running.cpu_seconds()
-            orders, order_lat = await measure(args.clients, args.orders, place)
-            cpu_orders = running.cpu_seconds()
-        print(f"{args.orders} calls, {args.clients} concurrent clients, {args.securities} securities")
-        report("raw start_workflow", baseline, base_lat)
-        report("POST /v1/orders", orders, order_lat)
-        print(f"ratio orders/baseline  {orders / baseline:.2f} (target >= 0.5)")
-        print("baseline " + cpu_report(cpu_start, cpu_baseline, args.orders, "start"))
-        print("orders   " + cpu_report(cpu_baseline, cpu_orders, args.orders, "order"))
+            await measure(4, WARM_UP, start_raw)  # warm-up (connections, caches)
+            await measure(4, WARM_UP, place)
+            baseline, orders = await compare(
+                args.rounds,
+                lambda: measure(args.clients, args.orders, start_raw),
+                lambda: measure(args.clients, args.orders, place),
+                running.cpu_seconds,
+            )
+        print(f"{args.orders} calls per round, {args.rounds} rounds, {args.clients} concurrent clients")
+        report("raw start_workflow", baseline)
+        report("POST /v1/orders", orders)
+        print(ratio_report(baseline, orders, "orders/baseline", 0.5))
+        print("baseline " + cpu_report(baseline.cpu, baseline.runs, "start"))
+        print("orders   " + cpu_report(orders.cpu, orders.runs, "order"))
 
 
 def main() -> None:
@@ -110,6 +96,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--orders", type=int, default=400)
     parser.add_argument("--securities", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating baseline and platform rounds")
     parser.add_argument(
         "--api-workers", type=int, default=UP_API_WORKERS, help="API processes of the embedded stack (as `pap up`)"
     )

@@ -47,15 +47,6 @@ def _tree_cpu(pid: int) -> float:
     return total
 
 
-def cpu_report(before: dict[str, float], after: dict[str, float], units: int, unit: str) -> str:
-    """Where the CPU went between two `cpu_seconds()` readings, in milliseconds per unit (busiest first)."""
-    if not after:
-        return "CPU per component: unknown with --stack (start an embedded stack to see it)"
-    spent = {name: (after[name] - before.get(name, 0.0)) * 1000 / units for name in after}
-    parts = [f"{name} {ms:.1f}" for name, ms in sorted(spent.items(), key=lambda item: -item[1]) if ms >= 0.05]
-    return f"CPU ms per {unit}: " + ", ".join(parts) + f" (total {sum(spent.values()):.1f})"
-
-
 @asynccontextmanager
 async def bench_stack(stack_file: str | None, api_workers: int) -> AsyncIterator[BenchStack]:
     """Start (and finally stop) an embedded stack on free ports, or attach to `stack_file`."""
