@@ -9,6 +9,7 @@ broker may see a duplicate but never a gap or a reordering of a key's events.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,8 @@ from pap.pg_notify import asyncpg_dsn
 log = structlog.get_logger(__name__)
 
 RELAY_LOCK_ID = 0x0A9_0B0C  # any constant shared by every relay process
+TOPIC_CHECK_INTERVAL = 1.0
+"""Seconds between checks that the broker still knows the batch's topics (a metadata round trip)."""
 
 OUTBOX_PUBLISHED = Counter("pap_outbox_published_total", "Outbox events published to Kafka", ["topic"])
 OUTBOX_LAG = Gauge("pap_outbox_lag_events", "Outbox events committed but not yet published")
@@ -71,6 +74,7 @@ class OutboxRelay:
         self.max_backoff = max_backoff
         self._wakeup = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
+        self._topics_checked_at = -TOPIC_CHECK_INTERVAL
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until `stop` is set."""
@@ -125,6 +129,7 @@ class OutboxRelay:
 
     async def _reset_producer(self) -> None:
         producer, self._producer = self._producer, None
+        self._topics_checked_at = -TOPIC_CHECK_INTERVAL  # the next batch checks the broker's topics first
         if producer is not None:
             try:
                 await producer.stop()
@@ -152,14 +157,22 @@ class OutboxRelay:
                     .with_for_update()
                 )
             ).all()
-            lag = await session.scalar(
-                select(func.count()).select_from(OutboxEvent).where(col(OutboxEvent.published_at).is_(None))
-            )
-            OUTBOX_LAG.set(lag or 0)
+            # A short batch is the whole backlog; only a full one needs the count.
+            lag = len(rows)
+            if lag == self.batch_size:
+                lag = (
+                    await session.scalar(
+                        select(func.count()).select_from(OutboxEvent).where(col(OutboxEvent.published_at).is_(None))
+                    )
+                    or lag
+                )
+            OUTBOX_LAG.set(lag)
             if not rows:
                 return 0
             producer = await self._get_producer()
-            await self._ensure_topics_known(producer, {row.topic for row in rows})
+            if time.monotonic() >= self._topics_checked_at + TOPIC_CHECK_INTERVAL:
+                await self._ensure_topics_known(producer, {row.topic for row in rows})
+                self._topics_checked_at = time.monotonic()
             pending = [
                 await producer.send(row.topic, to_cloud_event(row).to_bytes(), key=row.key.encode()) for row in rows
             ]
@@ -171,5 +184,5 @@ class OutboxRelay:
             )
         for row in rows:
             OUTBOX_PUBLISHED.labels(row.topic).inc()
-        OUTBOX_LAG.set(max(0, (lag or 0) - len(rows)))
+        OUTBOX_LAG.set(max(0, lag - len(rows)))
         return len(rows)
