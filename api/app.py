@@ -67,9 +67,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     app.add_middleware(IdempotencyMiddleware, sessions=lambda: app.state.pap.resources.sessions)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, start_spans=not settings.otlp_endpoint)
     for router in ROUTERS:
         app.include_router(router)
     install_web(app)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="health/live,metrics")
+    if settings.otlp_endpoint:
+        # Full HTTP spans only when they are exported; otherwise RequestContextMiddleware joins the
+        # caller's trace itself, at a tenth of the instrumentation's cost per request.
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="health/live,metrics")
     return app

@@ -1,4 +1,4 @@
-"""Request ids (header, logs, traces) and Prometheus HTTP metrics."""
+"""Request ids (header, logs, traces), the request's trace context, and Prometheus HTTP metrics."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import time
 import uuid
 
 from opentelemetry import trace
+from opentelemetry.propagate import extract
 from prometheus_client import Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,19 +17,37 @@ HTTP_REQUESTS = Counter("pap_http_requests_total", "HTTP requests", ["method", "
 HTTP_DURATION = Histogram("pap_http_request_duration_seconds", "HTTP request duration", ["method", "route"])
 
 REQUEST_ID_HEADER = "X-Request-ID"
+tracer = trace.get_tracer(__name__)
 
 
 class RequestContextMiddleware:
-    """Pure ASGI (Starlette's BaseHTTPMiddleware costs a task and a stream per request)."""
+    """Pure ASGI (Starlette's BaseHTTPMiddleware costs a task and a stream per request).
 
-    def __init__(self, app: ASGIApp) -> None:
+    With `start_spans` it opens the request's server span itself, continuing the caller's
+    `traceparent`, so trace ids reach logs, events and workflows without the OpenTelemetry
+    FastAPI instrumentation (installed only when spans are exported).
+    """
+
+    def __init__(self, app: ASGIApp, *, start_spans: bool = False) -> None:
         self.app = app
+        self.start_spans = start_spans
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
+        headers = Headers(scope=scope)
+        if self.start_spans:
+            carrier = {name: value for name in ("traceparent", "tracestate") if (value := headers.get(name))}
+            with tracer.start_as_current_span(
+                f"{scope['method']} {scope['path']}", context=extract(carrier), kind=trace.SpanKind.SERVER
+            ):
+                await self._handle(scope, receive, send, headers)
+        else:
+            await self._handle(scope, receive, send, headers)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, headers: Headers) -> None:
+        incoming = headers.get(REQUEST_ID_HEADER, "")
         request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         trace.get_current_span().set_attribute("pap.request_id", request_id)
