@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -23,7 +24,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from events.envelope import CloudEvent
 from events.kafka import create_producer, ensure_topics
 from events.topics import DEAD_LETTER
+from models.base import utcnow
 from models.platform import ProcessedEvent
+from pap.aio import wait_any
 from pap.db import SessionFactory, insert_unless_conflict, transaction
 
 log = structlog.get_logger(__name__)
@@ -46,6 +49,8 @@ class ConsumerSpec:
     """Only these CloudEvent types reach the handler (others are acknowledged); None means all."""
     ignored_types: frozenset[str] = frozenset()
     """Types acknowledged without a transaction, for a consumer that reads all but a few busy, irrelevant ones."""
+    delay_seconds: float = 0.0
+    """Handle an event no sooner than this after it happened: a backstop lets the primary path act first."""
 
     def wants(self, event_type: str) -> bool:
         if event_type in self.ignored_types:
@@ -105,7 +110,8 @@ class ConsumerRunner:
                 batches = await consumer.getmany(timeout_ms=200, max_records=100)
                 for partition, records in batches.items():
                     for record in records:
-                        await self._handle(record, producer)
+                        if not await self._handle(record, producer, stop):
+                            return  # stopped while waiting for a delayed event; it is redelivered
                     # One commit per batch: a crash mid-batch redelivers records the dedup table then skips.
                     await consumer.commit({partition: records[-1].offset + 1})
                     self._record_lag(consumer, partition)
@@ -119,22 +125,28 @@ class ConsumerRunner:
         if highwater is not None and position is not None:
             CONSUMER_LAG.labels(self.spec.name).set(max(0, highwater - position))
 
-    async def _handle(self, record: ConsumerRecord[bytes, bytes], producer: AIOKafkaProducer) -> None:
+    async def _handle(
+        self, record: ConsumerRecord[bytes, bytes], producer: AIOKafkaProducer, stop: asyncio.Event
+    ) -> bool:
+        """Handle (or skip, or dead-letter) one record; False when `stop` came while it waited to be due."""
         try:
             event = CloudEvent.from_bytes(record.value or b"")
         except ValidationError as error:
             await self._dead_letter(record, producer, f"malformed event: {error.error_count()} errors")
-            return
+            return True
         if not self.spec.wants(event.type):
             CONSUMED.labels(self.spec.name, "skipped").inc()
-            return
+            return True
+        due = event.time + timedelta(seconds=self.spec.delay_seconds)
+        if (wait := (due - utcnow()).total_seconds()) > 0 and await wait_any(stop, timeout=wait):
+            return False
         context = extract({"traceparent": event.traceparent} if event.traceparent else {})
         for attempt in range(1, self.max_attempts + 1):
             try:
                 with tracer.start_as_current_span(f"consume {event.type}", context=context):
                     handled = await self.handle_once(event)
                 CONSUMED.labels(self.spec.name, "handled" if handled else "duplicate").inc()
-                return
+                return True
             except Exception as error:  # a handler bug must not stop the partition forever
                 log.warning(
                     "consumer handler failed",
@@ -146,8 +158,9 @@ class ConsumerRunner:
                 )
                 if attempt == self.max_attempts:
                     await self._dead_letter(record, producer, repr(error))
-                    return
+                    return True
                 await asyncio.sleep(self.base_backoff * 2 ** (attempt - 1))
+        return True
 
     async def handle_once(self, event: CloudEvent) -> bool:
         """Run the handler once in a transaction; False when this consumer already handled the event."""

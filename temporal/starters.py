@@ -17,13 +17,17 @@ from temporal.search_attributes import ORDER_STATUS, SECURITY_ID, SIDE
 
 
 async def start_deal(client: Client, params: DealWorkflowInput, task_queue: str) -> WorkflowHandle[object, str]:
-    """Start `deal-{id}`; a retried call (same id) returns the running workflow instead of a second deal."""
+    """Start `deal-{id}`: a running one is kept (a retried call gets it), a finished one never runs again.
+
+    Raises `WorkflowAlreadyStartedError` when the deal's workflow already ran to its end.
+    """
     handle: WorkflowHandle[object, str] = await client.start_workflow(
         "DealExecution",
         params,
         id=deal_workflow_id(params.deal_id),
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         result_type=str,
     )
     return handle

@@ -53,7 +53,11 @@ def state_dir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 async def stack(state_dir: Path) -> AsyncIterator[EmbeddedStack]:
     """Infrastructure started and migrated; no platform process yet."""
-    settings = Settings(_env_file=None, env="test", state_dir=state_dir, log_format="json")
+    # Tests create deal rows whose workflows they start themselves (on the time-skipping server) or
+    # never: the backstop must not start them too. tests/test_deal_workflow_backstop.py drives it.
+    settings = Settings(
+        _env_file=None, env="test", state_dir=state_dir, log_format="json", deal_workflow_backstop_delay_seconds=86_400
+    )
     settings = settings.model_copy(update={k: v for k, v in EXTERNAL.items() if v})
     embedded = EmbeddedStack(settings, persistent=False)
     embedded.use_free_api_port()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from events.consumer import ConsumerRunner, ConsumerSpec
 from events.envelope import CloudEvent
 from events.kafka import create_producer
+from models.base import utcnow
 from pap.db import SessionFactory
 from pap.settings import Settings
 from tests.support import eventually, read_topic
@@ -77,4 +80,65 @@ async def test_a_failing_handler_is_retried_then_dead_lettered(sessions: Session
 
 
 async def _async(value: list[str]) -> list[str]:
+    return value
+
+
+async def _run_delayed(
+    settings: Settings,
+    sessions: SessionFactory,
+    delay: float,
+    events: list[CloudEvent],
+    until: Callable[[dict[uuid.UUID, datetime]], bool],
+) -> dict[uuid.UUID, datetime]:
+    """Produce `events`, run a consumer with `delay_seconds=delay` until `until(handled)`, then stop it."""
+    bootstrap = settings.require("kafka_bootstrap")
+    name = events[0].subject or ""
+    handled: dict[uuid.UUID, datetime] = {}
+
+    async def handler(_: AsyncSession, event: CloudEvent) -> None:
+        if event.subject == name:
+            handled[event.id] = utcnow()
+
+    # Only these events: other tests' recent events on the topic would hold a delayed consumer too.
+    spec = ConsumerSpec(
+        name, ("pap.diagnostics",), handler, event_types=frozenset(e.type for e in events), delay_seconds=delay
+    )
+    runner = ConsumerRunner(spec, sessions, bootstrap)
+    producer = create_producer(bootstrap)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait("pap.diagnostics", event.to_bytes(), key=name.encode())
+    finally:
+        await producer.stop()
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        await eventually(lambda: _async_dict(handled), until, what="the delayed consumer's progress")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)  # a consumer waiting for a due time still stops at once
+    return handled
+
+
+async def test_a_delayed_consumer_handles_an_event_no_sooner_than_its_delay(
+    sessions: SessionFactory, settings: Settings
+) -> None:
+    name = f"delay-{uuid.uuid4().hex[:8]}"
+    fresh = CloudEvent(source="/tests", type=f"test.{name}.fresh", subject=name)
+    handled = await _run_delayed(settings, sessions, 1.5, [fresh], lambda handled: fresh.id in handled)
+    assert handled[fresh.id] >= fresh.time + timedelta(seconds=1.5)
+
+
+async def test_a_delayed_consumer_handles_old_events_and_holds_fresh_ones(
+    sessions: SessionFactory, settings: Settings
+) -> None:
+    name = f"delay-{uuid.uuid4().hex[:8]}"
+    old = CloudEvent(source="/tests", type=f"test.{name}.old", subject=name, time=utcnow() - timedelta(hours=2))
+    fresh = CloudEvent(source="/tests", type=f"test.{name}.fresh", subject=name)
+    handled = await _run_delayed(settings, sessions, 3600, [old, fresh], lambda handled: old.id in handled)
+    assert old.id in handled and fresh.id not in handled
+
+
+async def _async_dict(value: dict[uuid.UUID, datetime]) -> dict[uuid.UUID, datetime]:
     return value

@@ -20,6 +20,7 @@ from services.notifications import HttpSmsProvider, Notifier, SmtpMailer
 from services.pricing import HANDLED_TYPES, PricingIngest
 from temporal.client import connect
 from workers.deal_signals import FORWARDED, DealSignalForwarder
+from workers.deal_workflows import DEAL_CREATED, DealWorkflowStarter
 from workers.order_workflows import ORDER_CREATED, OrderWorkflowStarter
 
 
@@ -77,6 +78,13 @@ def consumer_specs(resources: Resources, temporal: Client) -> list[ConsumerSpec]
             topics=(topics.MARKETPLACE,),
             handler=OrderWorkflowStarter(temporal, resources.settings.task_queue),
             event_types=frozenset({ORDER_CREATED}),
+        ),
+        ConsumerSpec(
+            name="deal-workflows",
+            topics=(topics.DEALS,),
+            handler=DealWorkflowStarter(temporal, resources.settings.task_queue),
+            event_types=frozenset({DEAL_CREATED}),
+            delay_seconds=resources.settings.deal_workflow_backstop_delay_seconds,
         ),
         ConsumerSpec(
             name="diagnostics",
