@@ -74,8 +74,8 @@ class Settings(BaseSettings):
     relay_poll_interval_seconds: float = Field(default=0.2, gt=0)
     consumer_max_attempts: int = Field(default=5, ge=1)
     consumer_group_prefix: str = "pap"
-    deal_workflow_backstop_delay_seconds: float = Field(default=60.0, ge=0)
-    """How old a `deals.created` event is before the backstop checks that its deal has a workflow."""
+    workflow_backstop_delay_seconds: float = Field(default=60.0, ge=0)
+    """How far the deal backstops (deal-workflows, deal-signals) run behind the events they check."""
 
     # Secrets and bootstrap.
     payments_webhook_secret: SecretStr = SecretStr("dev-payments-webhook-secret")

@@ -54,9 +54,9 @@ def state_dir() -> Iterator[Path]:
 async def stack(state_dir: Path) -> AsyncIterator[EmbeddedStack]:
     """Infrastructure started and migrated; no platform process yet."""
     # Tests create deal rows whose workflows they start themselves (on the time-skipping server) or
-    # never: the backstop must not start them too. tests/test_deal_workflow_backstop.py drives it.
+    # never: the deal backstops must not act on them too. tests/test_deal_backstops.py drives them.
     settings = Settings(
-        _env_file=None, env="test", state_dir=state_dir, log_format="json", deal_workflow_backstop_delay_seconds=86_400
+        _env_file=None, env="test", state_dir=state_dir, log_format="json", workflow_backstop_delay_seconds=86_400
     )
     settings = settings.model_copy(update={k: v for k, v in EXTERNAL.items() if v})
     embedded = EmbeddedStack(settings, persistent=False)

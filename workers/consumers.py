@@ -72,6 +72,7 @@ def consumer_specs(resources: Resources, temporal: Client) -> list[ConsumerSpec]
             topics=(topics.DOCUMENTS, topics.PAYMENTS),
             handler=DealSignalForwarder(temporal),
             event_types=FORWARDED,
+            delay_seconds=resources.settings.workflow_backstop_delay_seconds,
         ),
         ConsumerSpec(
             name="order-workflows",
@@ -84,7 +85,7 @@ def consumer_specs(resources: Resources, temporal: Client) -> list[ConsumerSpec]
             topics=(topics.DEALS,),
             handler=DealWorkflowStarter(temporal, resources.settings.task_queue),
             event_types=frozenset({DEAL_CREATED}),
-            delay_seconds=resources.settings.deal_workflow_backstop_delay_seconds,
+            delay_seconds=resources.settings.workflow_backstop_delay_seconds,
         ),
         ConsumerSpec(
             name="diagnostics",

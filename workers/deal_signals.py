@@ -2,7 +2,10 @@
 
 The API signals the workflow right after a signature or a webhook; this consumer
 is the at-least-once backstop: if that process died between its commit and its
-signal, the outbox event still reaches the workflow. Signals are idempotent there.
+signal, the outbox event still reaches the workflow (signals are idempotent there).
+It runs `workflow_backstop_delay_seconds` behind the events and skips deals that
+have ended, so a deal that finishes within that time (an automated one) is not
+signalled twice; a longer one gets one harmless duplicate.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from events.envelope import CloudEvent
 from models.base import Money
+from models.deals import TERMINAL_STAGES, DealStage
 from models.documents import DocumentDeclined, DocumentKind, DocumentSigned
 from models.payments import PaymentReceived
+from services import deals
+from services.errors import NotFound
 from temporal.ids import deal_workflow_id
 
 log = structlog.get_logger(__name__)
@@ -29,9 +35,16 @@ class DealSignalForwarder:
     def __init__(self, client: Client) -> None:
         self.client = client
 
-    async def __call__(self, _: AsyncSession, event: CloudEvent) -> None:
+    async def __call__(self, session: AsyncSession, event: CloudEvent) -> None:
         data = event.data
         deal_id = uuid.UUID(data["deal_id"])
+        try:
+            deal = await deals.get_deal(session, deal_id)
+        except NotFound:
+            log.warning("deal event without a known deal", deal_id=str(deal_id), type=event.type)
+            return
+        if DealStage(deal.stage) in TERMINAL_STAGES:
+            return  # closed or cancelled: its workflow has nothing left to hear
         name: str
         payload: object
         if event.type == "documents.document.signed":

@@ -3,7 +3,7 @@
 The API starts the workflow right after the deal commits (a matched trade, or a
 deal manager's `POST /v1/deals`); this consumer is the at-least-once backstop for a
 process that died in between: the outbox still delivers `deals.created`, and, once
-the event is `deal_workflow_backstop_delay_seconds` old, a deal still in `created`
+the event is `workflow_backstop_delay_seconds` old, a deal still in `created`
 gets its workflow from the deal row (its terms and frozen policy). A deal past
 `created` has one already (only its workflow moves it), so the check costs no
 Temporal call; a running workflow is kept; an ended deal never runs again.
