@@ -79,3 +79,15 @@ def test_the_ring_ignores_other_keys_kept_in_the_same_folder(tmp_path: Path) -> 
     again = KeyRing.load(tmp_path / "keys")
     assert len(again.keys) == 1
     assert again.verify(first.issue(principal())).roles == frozenset({Role.INVESTOR})
+
+
+def test_an_mfa_challenge_names_its_user_expires_and_is_never_an_access_token(ring: KeyRing) -> None:
+    user_id = uuid.uuid4()
+    challenge = ring.issue_mfa_challenge(user_id, "ada@example.com")
+    assert ring.verify_mfa_challenge(challenge) == (user_id, "ada@example.com")
+    with pytest.raises(Unauthenticated):
+        ring.verify(challenge)  # another audience: it opens no API
+    with pytest.raises(Unauthenticated):
+        ring.verify_mfa_challenge(ring.issue(Principal(user_id=user_id, roles=frozenset({Role.INVESTOR}))))
+    with pytest.raises(Unauthenticated):
+        ring.verify_mfa_challenge(challenge, now=int(time.time()) + 301)

@@ -121,19 +121,20 @@ async def test_an_mfa_user_logs_in_to_the_app_with_a_code(api: httpx.AsyncClient
         )
         assert asked.status_code == 401
         assert 'name="otp"' in asked.text
+        assert PASSWORD not in asked.text  # the code step carries a signed challenge, never the password
         assert not any(c.startswith("pap_session=") for c in asked.headers.get_list("set-cookie"))
-        wrong = await browser.post(
-            "/app/login", data={"username": user.email, "password": PASSWORD, "otp": "000000", "csrf_token": token}
-        )
-        assert wrong.status_code == 401
-        ok = await browser.post(
-            "/app/login",
-            data={
-                "username": user.email,
-                "password": PASSWORD,
-                "otp": next_totp(user.totp_secret),
-                "csrf_token": token,
-            },
-        )
+        challenge = _challenge(asked.text)
+        code_step = {"username": user.email, "challenge": challenge, "csrf_token": token}
+        wrong = await browser.post("/app/login", data=code_step | {"otp": "000000"})
+        assert wrong.status_code == 401 and _challenge(wrong.text) == challenge  # the code may be retried
+        forged = await browser.post("/app/login", data=code_step | {"challenge": challenge[:-4] + "AAAA", "otp": "1"})
+        assert forged.status_code == 401 and 'name="password"' in forged.text  # back to the password
+        ok = await browser.post("/app/login", data=code_step | {"otp": next_totp(user.totp_secret)})
         assert ok.status_code == 303, ok.text
         assert (await browser.get("/app/security")).status_code == 200
+
+
+def _challenge(page: str) -> str:
+    found = re.search(r'name="challenge" value="([^"]+)"', page)
+    assert found is not None, "no challenge on the page"
+    return found.group(1)

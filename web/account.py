@@ -59,31 +59,44 @@ async def login(
     username: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
     otp: Annotated[str, Form()] = "",
+    challenge: Annotated[str, Form()] = "",
 ) -> Response:
+    """Password, then (with MFA) a one-time code; the code step carries a signed challenge, never the password."""
     email = username.strip().lower()
     ip = request.client.host if request.client else "unknown"
+    user_agent = request.headers.get("user-agent")
     form = {"username": username}
+    outcome: identity.IssuedTokens | DomainError
     try:
+        if challenge:  # the code step: throttled and audited as the account that gave its password
+            user_id, email = state.keyring.verify_mfa_challenge(challenge)
         await identity.check_login_allowed(redis, email=email, ip=ip)
         async with transaction(sessions) as session:
-            outcome = await identity.password_login(
-                session,
-                state.keyring,
-                email=email,
-                password=password,
-                otp=otp.strip() or None,
-                ip=ip,
-                user_agent=request.headers.get("user-agent"),
-            )
+            if challenge:
+                outcome = await identity.mfa_login(
+                    session, state.keyring, user_id=user_id, otp=otp, ip=ip, user_agent=user_agent
+                )
+            else:
+                outcome = await identity.password_login(
+                    session,
+                    state.keyring,
+                    email=email,
+                    password=password,
+                    otp=otp.strip() or None,
+                    ip=ip,
+                    user_agent=user_agent,
+                )
     except DomainError as error:
         outcome = error
     if isinstance(outcome, DomainError):
-        if isinstance(outcome, MfaRequired):
-            ctx = {"form": form, "mfa": True, "password": password, "notice": "Enter the code from your app."}
+        if isinstance(outcome, MfaRequired) and outcome.user_id is not None:
+            challenge = state.keyring.issue_mfa_challenge(outcome.user_id, email)
+            ctx: dict[str, object] = {"form": form, "challenge": challenge, "notice": "Enter the code from your app."}
             return await render(request, "login.html", ctx, status_code=401)
         if isinstance(outcome, InvalidCredentials):
             await identity.record_login_failure(redis, email=email, ip=ip)
-        ctx = {"form": form, "mfa": bool(otp), "errors": {"_": outcome.detail}}
+        keep = challenge if isinstance(outcome, InvalidCredentials) else ""  # a wrong code may be retried
+        ctx = {"form": form, "challenge": keep, "mfa": bool(otp), "errors": {"_": outcome.detail}}
         return await render(request, "login.html", ctx, status_code=401)
     await identity.clear_account_failures(redis, email=email)
     response = redirect("/app")

@@ -4,6 +4,7 @@ from services.identity.mfa import confirm_totp, start_totp
 from services.identity.sessions import (
     IssuedTokens,
     list_sessions,
+    mfa_login,
     password_login,
     refresh,
     revoke_all_sessions,
@@ -28,6 +29,7 @@ __all__ = [
     "ensure_bootstrap_admin",
     "get_user",
     "list_sessions",
+    "mfa_login",
     "normalise_email",
     "password_login",
     "record_login_failure",

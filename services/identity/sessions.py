@@ -41,6 +41,9 @@ class MfaRequired(Unauthenticated):
     type = "mfa-required"
     title = "A one-time code is required"
 
+    user_id: uuid.UUID | None = None
+    """Whose password was right (never rendered): the web login's challenge names them."""
+
 
 class InvalidRefreshToken(Unauthenticated):
     type = "invalid-refresh-token"
@@ -122,22 +125,52 @@ async def password_login(
             data={"reason": "bad_password" if user else "unknown_email", "ip": ip},
         )
         return InvalidCredentials("The email or password is wrong.")
-    if user.mfa_enabled:
-        if not otp:
-            return MfaRequired("This account uses MFA: send the one-time code as `otp`.")
-        if not await verify_second_factor(session, user, otp):
-            await trail.security_event(
-                session,
-                trail.LOGIN_FAILED,
-                actor_id=None,
-                entity_type="user",
-                entity_id=user.id,
-                data={"reason": "bad_otp", "ip": ip},
-            )
-            return InvalidCredentials("The one-time code is wrong or was already used.")
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
         session.add(user)
+    if user.mfa_enabled:
+        if not otp:
+            required = MfaRequired("This account uses MFA: send the one-time code as `otp`.")
+            required.user_id = user.id
+            return required
+        if not await _second_factor_ok(session, user, otp, ip):
+            return InvalidCredentials("The one-time code is wrong or was already used.")
+    return await _open_session(session, keyring, user, ip, user_agent)
+
+
+async def mfa_login(
+    session: AsyncSession,
+    keyring: KeyRing,
+    *,
+    user_id: uuid.UUID,
+    otp: str,
+    ip: str | None,
+    user_agent: str | None,
+) -> IssuedTokens | DomainError:
+    """The second step of a web login: `user_id` gave the right password (a verified challenge), now the code."""
+    user = await session.get(User, user_id, with_for_update=True)
+    if user is None or not user.mfa_enabled or not await _second_factor_ok(session, user, otp, ip):
+        return InvalidCredentials("The one-time code is wrong or was already used.")
+    return await _open_session(session, keyring, user, ip, user_agent)
+
+
+async def _second_factor_ok(session: AsyncSession, user: User, otp: str, ip: str | None) -> bool:
+    if await verify_second_factor(session, user, otp):
+        return True
+    await trail.security_event(
+        session,
+        trail.LOGIN_FAILED,
+        actor_id=None,
+        entity_type="user",
+        entity_id=user.id,
+        data={"reason": "bad_otp", "ip": ip},
+    )
+    return False
+
+
+async def _open_session(
+    session: AsyncSession, keyring: KeyRing, user: User, ip: str | None, user_agent: str | None
+) -> IssuedTokens:
     auth_session = AuthSession(
         user_id=user.id,
         mfa=user.mfa_enabled,

@@ -25,6 +25,8 @@ ALGORITHM = "Ed25519"
 ISSUER = "https://pap.dev"
 AUDIENCE = "pap-api"
 ACCESS_TOKEN_TTL_SECONDS = 900
+MFA_CHALLENGE_AUDIENCE = "pap-mfa-login"
+MFA_CHALLENGE_TTL_SECONDS = 300
 KEY_FILE_PREFIX = "jwt-"
 
 
@@ -145,3 +147,36 @@ class KeyRing:
             )
         except (JoseError, ValueError, KeyError, TypeError) as error:
             raise Unauthenticated("The access token is invalid or expired.") from error
+
+    def issue_mfa_challenge(self, user_id: uuid.UUID, email: str, *, now: int | None = None) -> str:
+        """Proof that `user_id` (`email`) just gave the right password, for the web login's one-time-code step.
+
+        Its own audience, so it is never an access token; short-lived, so the password is never
+        carried to the second step.
+        """
+        issued_at = int(time.time()) if now is None else now
+        claims = {
+            "iss": ISSUER,
+            "aud": MFA_CHALLENGE_AUDIENCE,
+            "sub": str(user_id),
+            "email": email,
+            "iat": issued_at,
+            "exp": issued_at + MFA_CHALLENGE_TTL_SECONDS,
+        }
+        header = {"alg": ALGORITHM, "kid": self.signing_key.thumbprint(), "typ": "JWT"}
+        return jwt.encode(header, claims, self.signing_key, algorithms=[ALGORITHM])
+
+    def verify_mfa_challenge(self, token: str, *, now: int | None = None) -> tuple[uuid.UUID, str]:
+        """The user (id, email) a valid challenge was issued to; `Unauthenticated` for anything else."""
+        try:
+            decoded = jwt.decode(token, self._key_set(), algorithms=[ALGORITHM])
+            jwt.JWTClaimsRegistry(
+                now=now,
+                iss={"essential": True, "value": ISSUER},
+                aud={"essential": True, "value": MFA_CHALLENGE_AUDIENCE},
+                exp={"essential": True},
+                sub={"essential": True},
+            ).validate(decoded.claims)
+            return uuid.UUID(decoded.claims["sub"]), str(decoded.claims["email"])
+        except (JoseError, ValueError, KeyError, TypeError) as error:
+            raise Unauthenticated("The login step has expired: enter your password again.") from error
