@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -137,7 +137,8 @@ class ConsumerRunner:
         if not self.spec.wants(event.type):
             CONSUMED.labels(self.spec.name, "skipped").inc()
             return True
-        due = event.time + timedelta(seconds=self.spec.delay_seconds)
+        happened = event.time if event.time.tzinfo else event.time.replace(tzinfo=UTC)  # another producer's naive time
+        due = happened + timedelta(seconds=self.spec.delay_seconds)
         if (wait := (due - utcnow()).total_seconds()) > 0 and await wait_any(stop, timeout=wait):
             return False
         context = extract({"traceparent": event.traceparent} if event.traceparent else {})

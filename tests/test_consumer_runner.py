@@ -134,7 +134,9 @@ async def test_a_delayed_consumer_handles_old_events_and_holds_fresh_ones(
     sessions: SessionFactory, settings: Settings
 ) -> None:
     name = f"delay-{uuid.uuid4().hex[:8]}"
-    old = CloudEvent(source="/tests", type=f"test.{name}.old", subject=name, time=utcnow() - timedelta(hours=2))
+    # Naive, as another producer might send it: read as UTC.
+    two_hours_ago = (utcnow() - timedelta(hours=2)).replace(tzinfo=None)
+    old = CloudEvent(source="/tests", type=f"test.{name}.old", subject=name, time=two_hours_ago)
     fresh = CloudEvent(source="/tests", type=f"test.{name}.fresh", subject=name)
     handled = await _run_delayed(settings, sessions, 3600, [old, fresh], lambda handled: old.id in handled)
     assert old.id in handled and fresh.id not in handled
