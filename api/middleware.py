@@ -40,7 +40,7 @@ class RequestContextMiddleware:
         if self.start_spans:
             carrier = {name: value for name in ("traceparent", "tracestate") if (value := headers.get(name))}
             with tracer.start_as_current_span(
-                f"{scope['method']} {scope['path']}", context=extract(carrier), kind=trace.SpanKind.SERVER
+                f"HTTP {scope['method']}", context=extract(carrier), kind=trace.SpanKind.SERVER
             ):
                 await self._handle(scope, receive, send, headers)
         else:
