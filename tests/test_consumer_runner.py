@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -16,6 +17,8 @@ from models.base import utcnow
 from pap.db import SessionFactory
 from pap.settings import Settings
 from tests.support import eventually, read_topic
+
+T = TypeVar("T")
 
 
 async def test_a_duplicate_event_is_handled_once(sessions: SessionFactory, settings: Settings) -> None:
@@ -79,7 +82,7 @@ async def test_a_failing_handler_is_retried_then_dead_lettered(sessions: Session
     assert attempts == {"poison": 3, "flaky": 2}
 
 
-async def _async(value: list[str]) -> list[str]:
+async def _async(value: T) -> T:
     return value
 
 
@@ -114,7 +117,7 @@ async def _run_delayed(
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
-        await eventually(lambda: _async_dict(handled), until, what="the delayed consumer's progress")
+        await eventually(lambda: _async(handled), until, what="the delayed consumer's progress")
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)  # a consumer waiting for a due time still stops at once
@@ -140,7 +143,3 @@ async def test_a_delayed_consumer_handles_old_events_and_holds_fresh_ones(
     fresh = CloudEvent(source="/tests", type=f"test.{name}.fresh", subject=name)
     handled = await _run_delayed(settings, sessions, 3600, [old, fresh], lambda handled: old.id in handled)
     assert old.id in handled and fresh.id not in handled
-
-
-async def _async_dict(value: dict[uuid.UUID, datetime]) -> dict[uuid.UUID, datetime]:
-    return value

@@ -120,22 +120,12 @@ class KeyRing:
             claims["sid"] = str(principal.session_id)
         if principal.company_id:
             claims["company_id"] = str(principal.company_id)
-        header = {"alg": ALGORITHM, "kid": self.signing_key.thumbprint(), "typ": "JWT"}
-        return jwt.encode(header, claims, self.signing_key, algorithms=[ALGORITHM])
+        return self._sign(claims)
 
     def verify(self, token: str, *, now: int | None = None) -> Principal:
         """The principal of a valid token; `Unauthenticated` for anything else (bad signature, alg, claims)."""
         try:
-            decoded = jwt.decode(token, self._key_set(), algorithms=[ALGORITHM])
-            jwt.JWTClaimsRegistry(
-                now=now,
-                iss={"essential": True, "value": ISSUER},
-                aud={"essential": True, "value": AUDIENCE},
-                exp={"essential": True},
-                sub={"essential": True},
-                jti={"essential": True},
-            ).validate(decoded.claims)
-            claims = decoded.claims
+            claims = self._claims(token, AUDIENCE, now, essential=("jti",))
             return Principal(
                 user_id=uuid.UUID(claims["sub"]),
                 roles=frozenset(Role(r) for r in claims.get("roles", [])),
@@ -163,20 +153,28 @@ class KeyRing:
             "iat": issued_at,
             "exp": issued_at + MFA_CHALLENGE_TTL_SECONDS,
         }
-        header = {"alg": ALGORITHM, "kid": self.signing_key.thumbprint(), "typ": "JWT"}
-        return jwt.encode(header, claims, self.signing_key, algorithms=[ALGORITHM])
+        return self._sign(claims)
 
     def verify_mfa_challenge(self, token: str, *, now: int | None = None) -> tuple[uuid.UUID, str]:
         """The user (id, email) a valid challenge was issued to; `Unauthenticated` for anything else."""
         try:
-            decoded = jwt.decode(token, self._key_set(), algorithms=[ALGORITHM])
-            jwt.JWTClaimsRegistry(
-                now=now,
-                iss={"essential": True, "value": ISSUER},
-                aud={"essential": True, "value": MFA_CHALLENGE_AUDIENCE},
-                exp={"essential": True},
-                sub={"essential": True},
-            ).validate(decoded.claims)
-            return uuid.UUID(decoded.claims["sub"]), str(decoded.claims["email"])
+            claims = self._claims(token, MFA_CHALLENGE_AUDIENCE, now)
+            return uuid.UUID(claims["sub"]), str(claims["email"])
         except (JoseError, ValueError, KeyError, TypeError) as error:
             raise Unauthenticated("The login step has expired: enter your password again.") from error
+
+    def _sign(self, claims: dict[str, Any]) -> str:
+        header = {"alg": ALGORITHM, "kid": self.signing_key.thumbprint(), "typ": "JWT"}
+        return jwt.encode(header, claims, self.signing_key, algorithms=[ALGORITHM])
+
+    def _claims(self, token: str, audience: str, now: int | None, *, essential: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The claims of a token signed by this ring for `audience`, unexpired, with `sub` and `essential`."""
+        decoded = jwt.decode(token, self._key_set(), algorithms=[ALGORITHM])
+        required: dict[str, Any] = {name: {"essential": True} for name in ("exp", "sub", *essential)}
+        jwt.JWTClaimsRegistry(
+            now=now,
+            iss={"essential": True, "value": ISSUER},
+            aud={"essential": True, "value": audience},
+            **required,
+        ).validate(decoded.claims)
+        return decoded.claims

@@ -30,8 +30,6 @@ from services.notifications.sms import SmsProvider
 
 log = structlog.get_logger(__name__)
 
-DELIVERY_ONCE = "uq_delivery_event_id_user_id_channel"
-
 Send = Callable[[uuid.UUID], Awaitable[str | None]]
 
 
@@ -88,41 +86,15 @@ class Notifier:
             },
             constraint="uq_notification_event_id_user_id",
         )
-        await insert_unless_conflict(
-            session,
-            Delivery,
-            {
-                "id": uuid.uuid4(),
-                "event_id": event_id,
-                "user_id": intent.user_id,
-                "channel": Channel.IN_APP.value,
-                "kind": intent.kind,
-                "status": DeliveryStatus.SENT.value,
-                "sent_at": now,
-                "created_at": now,
-            },
-            constraint=DELIVERY_ONCE,
+        await _insert_delivery(
+            session, event_id, intent, Channel.IN_APP, DeliveryStatus.SENT, sent_at=now, created_at=now
         )
 
     async def _deliver(
         self, event_id: uuid.UUID, intent: Intent, channel: Channel, address: str | None, send: Send
     ) -> None:
         async with transaction(self.sessions) as session:
-            await insert_unless_conflict(
-                session,
-                Delivery,
-                {
-                    "id": uuid.uuid4(),
-                    "event_id": event_id,
-                    "user_id": intent.user_id,
-                    "channel": channel.value,
-                    "kind": intent.kind,
-                    "status": DeliveryStatus.PENDING.value,
-                    "address": address,
-                    "created_at": utcnow(),
-                },
-                constraint=DELIVERY_ONCE,
-            )
+            await _insert_delivery(session, event_id, intent, channel, DeliveryStatus.PENDING, address=address)
             delivery = (
                 await session.exec(
                     select(Delivery)
@@ -146,6 +118,28 @@ class Notifier:
                 delivery.sent_at = utcnow()
             session.add(delivery)
             log.info("notification delivered", channel=channel.value, kind=intent.kind, status=delivery.status)
+
+
+async def _insert_delivery(
+    session: AsyncSession,
+    event_id: uuid.UUID,
+    intent: Intent,
+    channel: Channel,
+    status: DeliveryStatus,
+    **columns: object,
+) -> None:
+    """The `(event, user, channel)` delivery row, unless an earlier attempt wrote it."""
+    row = {
+        "id": uuid.uuid4(),
+        "event_id": event_id,
+        "user_id": intent.user_id,
+        "channel": channel.value,
+        "kind": intent.kind,
+        "status": status.value,
+        "created_at": utcnow(),
+        **columns,
+    }
+    await insert_unless_conflict(session, Delivery, row, constraint="uq_delivery_event_id_user_id_channel")
 
 
 async def _recipient(session: AsyncSession, user_id: uuid.UUID) -> Recipient | None:
