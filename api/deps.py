@@ -36,7 +36,11 @@ async def get_sessions(state: StateDep) -> SessionFactory:
 async def get_session(
     sessions: Annotated[SessionFactory, Depends(get_sessions)],
 ) -> AsyncIterator[AsyncSession]:
-    """A session in one transaction, committed when the endpoint returns without error."""
+    """A session in one transaction, committed when the endpoint returns without error.
+
+    Function-scoped (see `SessionDep`): the commit happens before the response is sent, so a
+    client that got a 2xx can rely on it (a request-scoped dependency would commit afterwards).
+    """
     async with transaction(sessions) as session:
         yield session
 
@@ -59,7 +63,7 @@ async def get_deal_changes(state: StateDep) -> DealChanges:
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionsDep = Annotated[SessionFactory, Depends(get_sessions)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 StoreDep = Annotated[ObjectStore, Depends(get_store)]

@@ -6,7 +6,12 @@ import uuid
 from collections.abc import Callable
 
 import httpx
+import sqlalchemy
+from fastapi import FastAPI
+from starlette.types import Message, Receive, Scope, Send
 
+from api.deps import SessionDep, get_sessions
+from pap.db import SessionFactory
 from services.identity.permissions import Role
 
 
@@ -104,3 +109,28 @@ async def test_idempotency_keys_are_scoped_per_caller(
     )
     assert other.status_code == 201
     assert other.json()["id"] != first.json()["id"]
+
+
+async def test_a_session_commits_before_the_response_is_sent(sessions: SessionFactory) -> None:
+    """A client that got a 2xx must be able to read what it wrote (e.g. log in right after registering)."""
+    events: list[str] = []
+    app = FastAPI()
+    app.dependency_overrides[get_sessions] = lambda: sessions
+
+    @app.post("/write")
+    async def write(session: SessionDep) -> dict[str, str]:
+        sqlalchemy.event.listen(session.sync_session, "after_commit", lambda _: events.append("committed"))
+        await session.execute(sqlalchemy.text("SELECT 1"))
+        return {"ok": "yes"}
+
+    async def recording(scope: Scope, receive: Receive, send: Send) -> None:
+        async def record_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                events.append("response started")
+            await send(message)
+
+        await app(scope, receive, record_send)
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=recording), base_url="http://t") as client:
+        assert (await client.post("/write")).status_code == 200
+    assert events == ["committed", "response started"]
