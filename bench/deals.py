@@ -273,6 +273,7 @@ async def run(args: argparse.Namespace) -> None:
             print(ratio_report(baseline, deals, "deals/raw", 0.6))
             print("raw   " + cpu_report(baseline.cpu, baseline.runs, "deal") + " (+ this process's worker)")
             print("deals " + cpu_report(deals.cpu, deals.runs, "deal"))
+            print(f"cores busy: raw {baseline.cores_busy:.2f} (+ this process's worker), deals {deals.cores_busy:.2f}")
             print("where a deal's time goes (mean seconds per step, client view):")
             for phase, seconds in driver.phases.items():
                 print(f"  {phase:<28} {statistics.fmean(seconds):6.2f}")

@@ -39,6 +39,11 @@ class Side:
         return statistics.median(sample.rate for sample in self.samples)
 
     @property
+    def cores_busy(self) -> float:
+        """Cores the components kept busy at the median rate (CPU per run, tail included, times runs/s)."""
+        return sum(self.cpu.values()) / self.runs * self.rate if self.runs else 0.0
+
+    @property
     def latencies(self) -> list[float]:
         return [latency for sample in self.samples for latency in sample.latencies]
 

@@ -7,6 +7,12 @@ order is a SELL from a seller with verified shares (the heaviest validation path
 rules, a share reservation, the per-security lock, matching, outbox events, the
 `order-{id}` workflow start). The baseline starts a trivial workflow by name on a task
 queue without a worker: the cost of `client.start_workflow` alone, at the same concurrency.
+
+A second reference, printed for context, starts `BenchRestingOrder` on a worker in this
+process: a start plus the first workflow task, the part of every order's workflow the
+server cannot skip. Its Temporal CPU per start is the server's share of any order; once
+the machine's cores are busy, throughput is cores / CPU per order, whatever the ratio
+of the (not CPU-bound) bare starts.
 """
 
 from __future__ import annotations
@@ -18,11 +24,14 @@ import uuid
 
 import httpx
 from temporalio.client import Client
+from temporalio.worker import Worker
 
-from bench.measure import Side, compare, cpu_report, measure, pct, ratio_report
+from bench.measure import Side, compare, cpu_report, measure, pct, ratio_report, record
+from bench.raw_order import BenchRestingOrder
 from bench.stack import bench_stack
 from pap.cli import UP_API_WORKERS
 from pap.db import create_engine, create_session_factory
+from pap.telemetry import configure_tracing
 from services.identity.permissions import Role
 from services.identity.tokens import KeyRing, Principal
 from temporal.client import connect
@@ -75,6 +84,13 @@ async def run(args: argparse.Namespace) -> None:
                     "BenchNoop", {"i": i}, id=f"bench-{uuid.uuid4()}", task_queue=f"bench-{settings.task_queue}"
                 )
 
+            resting_queue = f"bench-resting-{uuid.uuid4().hex[:8]}"
+
+            async def start_resting(i: int) -> None:
+                await temporal.start_workflow(
+                    BenchRestingOrder.run, {"i": i}, id=f"bench-resting-{uuid.uuid4()}", task_queue=resting_queue
+                )
+
             await measure(4, WARM_UP, start_raw)  # warm-up (connections, caches)
             await measure(4, WARM_UP, place)
             baseline, orders = await compare(
@@ -83,12 +99,20 @@ async def run(args: argparse.Namespace) -> None:
                 lambda: measure(args.clients, args.orders, place),
                 running.cpu_seconds,
             )
+            configure_tracing(settings, "bench-orders")  # the Temporal plugin's worker needs the replay-safe provider
+            resting = Side()
+            async with Worker(temporal, task_queue=resting_queue, workflows=[BenchRestingOrder]):
+                await record(resting, lambda: measure(args.clients, args.orders, start_resting), running.cpu_seconds)
         print(f"{args.orders} calls per round, {args.rounds} rounds, {args.clients} concurrent clients")
         report("raw start_workflow", baseline)
         report("POST /v1/orders", orders)
         print(ratio_report(baseline, orders, "orders/baseline", 0.5))
         print("baseline " + cpu_report(baseline.cpu, baseline.runs, "start"))
         print("orders   " + cpu_report(orders.cpu, orders.runs, "order"))
+        print("reference: a start plus its first workflow task (worker in this process), one round")
+        report("start + first task", resting)
+        print("resting  " + cpu_report(resting.cpu, resting.runs, "start") + " (+ this process's worker)")
+        print(f"cores busy: baseline {baseline.cores_busy:.2f}, orders {orders.cores_busy:.2f}")
 
 
 def main() -> None:

@@ -255,6 +255,9 @@ class OrderWorkflowInput(BaseModel):
     expires_at: datetime | None = None
     index: bool = True
     """Upsert search attributes (False only where none are registered, e.g. the time-skipping test server)."""
+    attributes_at_start: bool = False
+    """The start request carried the search attributes, so the first task need not upsert them again
+    (False in histories recorded before starts carried them: those replay their first upsert)."""
 
 
 class OrderRef(BaseModel):

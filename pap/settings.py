@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     consumer_max_attempts: int = Field(default=5, ge=1)
     consumer_group_prefix: str = "pap"
     workflow_backstop_delay_seconds: float = Field(default=60.0, ge=0)
-    """How far the deal backstops (deal-workflows, deal-signals) run behind the events they check."""
+    """How far the workflow backstops (order-workflows, deal-workflows, deal-signals) run behind their events."""
 
     # Secrets and bootstrap.
     payments_webhook_secret: SecretStr = SecretStr("dev-payments-webhook-secret")

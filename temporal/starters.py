@@ -48,6 +48,7 @@ async def start_lifecycle(client: Client, order: OrderRead, task_queue: str) -> 
             status=order.status,
             filled_quantity=order.filled_quantity,
             expires_at=order.expires_at,
+            attributes_at_start=True,
         ),
         id=order_workflow_id(order.id),
         task_queue=task_queue,

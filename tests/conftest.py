@@ -24,6 +24,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from pap.db import SessionFactory, create_engine, create_session_factory
+from pap.redis import create_redis
 from pap.settings import Settings
 from pap.stack import binaries
 from pap.stack.embedded import EmbeddedStack
@@ -87,6 +88,13 @@ async def sessions(settings: Settings) -> AsyncIterator[SessionFactory]:
     engine = create_engine(settings.require("database_url"), pool_size=5)
     yield create_session_factory(engine)
     await engine.dispose()
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    client = create_redis(settings.require("redis_url"))
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +14,9 @@ from temporalio.client import Client
 from pap.db import SessionFactory
 from pap.settings import Settings
 from services.identity.permissions import Role
+from temporal.search_attributes import ORDER_STATUS, SECURITY_ID, SIDE
 from tests.factories import TestUser, make_verified_buyer
+from tests.histories.record import save_if_recording
 from tests.market_support import new_security
 from tests.marketplace_support import (
     Headers,
@@ -54,6 +54,10 @@ async def test_crossing_bid_fills_the_listing_records_the_trade_and_publishes_ev
     seller_id, seller = await seller_with_shares(api, token_for, security_id, 500)
     sell = await place(api, seller, order_body(security_id, "sell", 100, "10.00"))
     assert sell["status"] == "open" and sell["workflow_id"] == f"order-{sell['id']}"
+    described = await temporal_client.get_workflow_handle(sell["workflow_id"]).describe()
+    assert described.typed_search_attributes.get(ORDER_STATUS) == "open"
+    assert described.typed_search_attributes.get(SECURITY_ID) == str(security_id)
+    assert described.typed_search_attributes.get(SIDE) == "sell"
     assert await available(api, seller, security_id) == 400
 
     book = (await api.get(f"/v1/securities/{security_id}/book", headers=buyer.headers)).json()
@@ -104,9 +108,8 @@ async def test_crossing_bid_fills_the_listing_records_the_trade_and_publishes_ev
     # The resting sell order's workflow heard of its fill and finished as filled.
     handle = temporal_client.get_workflow_handle(sell["workflow_id"])
     assert await asyncio.wait_for(handle.result(), timeout=30) == "filled"
-    if os.environ.get("PAP_RECORD_HISTORIES"):
-        history = await handle.fetch_history()
-        (Path(__file__).parent / "histories" / "OrderLifecycle--filled-by-match.json").write_text(history.to_json())
+    assert (await handle.describe()).typed_search_attributes.get(ORDER_STATUS) == "filled"
+    await save_if_recording(temporal_client, sell["workflow_id"], "OrderLifecycle--filled-by-match")
 
 
 async def test_partial_fill_leaves_the_remainder_on_the_book_and_listings_show_it(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,7 +22,6 @@ from events.kafka import create_producer
 from models.base import Money
 from models.companies import CompanyCreate, SecurityCreate, SecurityKind, TransferPolicy
 from pap.db import SessionFactory, transaction
-from pap.redis import create_redis
 from pap.settings import Settings
 from services import companies
 from services.identity.permissions import Role
@@ -31,13 +30,6 @@ from tests.support import eventually
 from workers.consumers import pricing_spec
 
 FULLY_DILUTED = 1_000_000
-
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    client = create_redis(settings.require("redis_url"))
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from api.auth import require
-from api.deps import SessionsDep, SettingsDep, TemporalDep
+from api.deps import RedisDep, SessionsDep, SettingsDep, TemporalDep
 from api.routers import marketplace as market_api
 from api.routers import profiles as profiles_api
 from models.holdings import HoldingCreate
@@ -217,6 +217,7 @@ async def place_order(
     principal: Viewer,
     sessions: SessionsDep,
     temporal: TemporalDep,
+    redis: RedisDep,
     settings: SettingsDep,
     security_id: Annotated[str, Form()] = "",
     side: Annotated[str, Form()] = "",
@@ -242,7 +243,7 @@ async def place_order(
             }
         )
         trader = await _trader(principal)
-        await market_api.place_order(body, trader, sessions, temporal, settings)
+        await market_api.place_order(body, trader, sessions, temporal, redis, settings)
     except (DomainError, ValidationError) as error:
         ctx = await _orders_context(principal, sessions)
         return await render(

@@ -77,8 +77,9 @@ def consumer_specs(resources: Resources, temporal: Client) -> list[ConsumerSpec]
         ConsumerSpec(
             name="order-workflows",
             topics=(topics.MARKETPLACE,),
-            handler=OrderWorkflowStarter(temporal, resources.settings.task_queue),
+            handler=OrderWorkflowStarter(temporal, resources.redis, resources.settings.task_queue),
             event_types=frozenset({ORDER_CREATED}),
+            delay_seconds=resources.settings.workflow_backstop_delay_seconds,
         ),
         ConsumerSpec(
             name="deal-workflows",

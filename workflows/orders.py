@@ -44,13 +44,14 @@ class OrderLifecycle:
 
     @workflow.run
     async def run(self, params: OrderWorkflowInput) -> OrderStatus:
-        self._upsert(
-            [
-                ORDER_STATUS.value_set(self._status.value),
-                SECURITY_ID.value_set(str(params.security_id)),
-                SIDE.value_set(params.side.value),
-            ]
-        )
+        if not params.attributes_at_start:
+            self._upsert(
+                [
+                    ORDER_STATUS.value_set(self._status.value),
+                    SECURITY_ID.value_set(str(params.security_id)),
+                    SIDE.value_set(params.side.value),
+                ]
+            )
         while self._status in LIVE_STATUSES:
             timeout = None
             if params.expires_at is not None:

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, status
 
 from api.auth import CurrentUser, require
-from api.deps import SessionDep, SessionsDep, SettingsDep, TemporalDep
+from api.deps import RedisDep, SessionDep, SessionsDep, SettingsDep, TemporalDep
 from api.order_workflows import change_order
 from models.marketplace import (
     AmendOrderInput,
@@ -28,6 +28,8 @@ from services.identity.permissions import Permission
 from services.identity.tokens import Principal
 from services.marketplace.after_commit import after_commit
 from services.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from temporal.ids import order_workflow_id
+from temporal.start_hints import mark_started
 from temporal.starters import start_lifecycle
 
 router = APIRouter(tags=["marketplace"])
@@ -38,14 +40,21 @@ Cursor = Annotated[str | None, Query(max_length=500)]
 
 @router.post("/v1/orders", status_code=status.HTTP_201_CREATED)
 async def place_order(
-    body: OrderCreate, principal: Trader, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep
+    body: OrderCreate,
+    principal: Trader,
+    sessions: SessionsDep,
+    client: TemporalDep,
+    redis: RedisDep,
+    settings: SettingsDep,
 ) -> OrderRead:
     async with transaction(sessions) as session:
         outcome = await marketplace.place_order(session, principal.user_id, body)
-    await asyncio.gather(
-        start_lifecycle(client, outcome.order, settings.task_queue),
-        after_commit(client, outcome, task_queue=settings.task_queue),
-    )
+
+    async def start() -> None:
+        await start_lifecycle(client, outcome.order, settings.task_queue)
+        await mark_started(redis, order_workflow_id(outcome.order.id))  # the backstop need not start it again
+
+    await asyncio.gather(start(), after_commit(client, outcome, task_queue=settings.task_queue))
     return outcome.order
 
 
