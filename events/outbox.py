@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry.propagate import inject
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -14,7 +14,6 @@ from models.platform import OutboxEvent
 
 _PENDING = "pap_outbox_pending"
 """Events of the current (root) transaction, written together just before it commits."""
-_NOTIFY = "pap_outbox_notify"
 
 
 async def record_event(
@@ -29,10 +28,10 @@ async def record_event(
 ) -> CloudEvent:
     """Add one event to the outbox; it is published only if the surrounding transaction commits.
 
-    Outside savepoints the rows wait until commit, so a transaction's events cost one INSERT and one
-    NOTIFY however many it records (each statement is a round trip, and round trips are what an
-    order or a deal step pays most for). Inside a savepoint they join the session at once, so
-    rolling the savepoint back drops them as before.
+    Outside savepoints the rows wait until commit, so a transaction's events cost one INSERT however
+    many it records (each statement is a round trip, and round trips are what an order or a deal
+    step pays most for); a statement trigger on the table NOTIFYs the relay. Inside a savepoint
+    they join the session at once, so rolling the savepoint back drops them as before.
     """
     carrier: dict[str, str] = {}
     inject(carrier)
@@ -56,7 +55,6 @@ async def record_event(
     )
     if session.in_nested_transaction():
         session.add(row)
-        session.info[_NOTIFY] = True
     else:
         session.info.setdefault(_PENDING, []).append(row)
     return event
@@ -64,14 +62,11 @@ async def record_event(
 
 @event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
-    """Insert the transaction's events (one statement) and wake the relay once, inside the commit."""
+    """Insert the transaction's events in one statement, inside the commit."""
     pending: list[OutboxEvent] = session.info.pop(_PENDING, [])
-    notify = session.info.pop(_NOTIFY, False)
     if pending:
         session.add_all(pending)
         session.flush()
-    if pending or notify:
-        session.execute(text("NOTIFY pap_outbox"))
 
 
 @event.listens_for(Session, "after_transaction_end")
@@ -79,4 +74,3 @@ def _forget_pending(session: Session, transaction: SessionTransaction) -> None:
     """A root transaction that ended without commit (rollback, close) publishes nothing."""
     if transaction.parent is None:
         session.info.pop(_PENDING, None)
-        session.info.pop(_NOTIFY, None)
