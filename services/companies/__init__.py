@@ -12,6 +12,7 @@ from services.companies.errors import (
 from services.companies.queries import (
     get_company,
     get_security,
+    get_security_and_company,
     list_companies,
     tradable_securities,
     transfer_policy_for_security,
@@ -39,6 +40,7 @@ __all__ = [
     "create_security",
     "get_company",
     "get_security",
+    "get_security_and_company",
     "list_companies",
     "tradable_securities",
     "transfer_policy_for_security",

@@ -157,6 +157,20 @@ async def get_security(session: AsyncSession, security_id: uuid.UUID) -> Securit
     return security_read(await load_security(session, security_id))
 
 
+async def get_security_and_company(session: AsyncSession, security_id: uuid.UUID) -> tuple[SecurityRead, Company]:
+    """The security and its issuer in one query (raises SecurityNotFound): the order path's transfer checks."""
+    row = (
+        await session.execute(
+            select(Security, Company)
+            .join(Company, col(Company.id) == col(Security.company_id))
+            .where(col(Security.id) == security_id)
+        )
+    ).first()
+    if row is None:
+        raise SecurityNotFound(f"Security {security_id} does not exist.")
+    return security_read(row[0]), row[1]
+
+
 async def transfer_policy_for_security(session: AsyncSession, security_id: uuid.UUID) -> TransferPolicy:
     """A snapshot of the issuing company's transfer policy, to freeze into a deal."""
     security = await load_security(session, security_id)

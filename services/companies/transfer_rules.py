@@ -7,23 +7,29 @@ from datetime import date
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.companies import SecurityRead, TransferPolicy
+from models.companies import Company, SecurityRead, TransferPolicy
 from services.companies.errors import BelowMinimumTransfer, LockUpActive, SecurityNotTradable, TransferBlackout
 from services.companies.queries import load_company, load_security, security_read
 
 
 async def check_transfer_allowed(
-    session: AsyncSession, security: uuid.UUID | SecurityRead, quantity: int, on_date: date
+    session: AsyncSession,
+    security: uuid.UUID | SecurityRead,
+    quantity: int,
+    on_date: date,
+    *,
+    company: Company | None = None,
 ) -> None:
     """Raise a `TransferNotAllowed` subclass (422) naming the first rule the transfer breaks.
 
-    Callers that already read the security pass it, which saves loading it again.
+    Callers that already read the security (and its company) pass them, which saves loading them again.
     """
     if isinstance(security, uuid.UUID):
         security = security_read(await load_security(session, security))
     if not security.tradable:
         raise SecurityNotTradable(f"{security.class_name} is not open for secondary transfers.")
-    company = await load_company(session, security.company_id)
+    if company is None or company.id != security.company_id:
+        company = await load_company(session, security.company_id)
     policy = TransferPolicy.model_validate(company.transfer_policy)
     if policy.lock_up_until is not None and on_date < policy.lock_up_until:
         raise LockUpActive(

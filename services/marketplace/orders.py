@@ -49,7 +49,7 @@ async def place_order(
     await admin.ensure_not_frozen(session, user_id)
     check_order(body, now)
     try:
-        security = await companies.get_security(session, body.security_id)
+        security, issuer = await companies.get_security_and_company(session, body.security_id)
     except companies.SecurityNotFound as error:
         raise UnknownSecurity(
             f"No security {body.security_id}.",
@@ -59,7 +59,7 @@ async def place_order(
     if body.limit_price.currency != currency:
         raise CurrencyMismatch(f"{security.class_name} trades in {currency}.", currency=currency)
     if body.side == Side.SELL:
-        await companies.check_transfer_allowed(session, security, body.quantity, now.date())
+        await companies.check_transfer_allowed(session, security, body.quantity, now.date(), company=issuer)
     else:
         if not security.tradable:
             raise companies.SecurityNotTradable(f"{security.class_name} is not open for secondary transfers.")
