@@ -36,6 +36,7 @@ from services import companies, deals, documents, holdings, marketplace, payment
 from services.admin.audit import record_audit
 from services.admin.freeze import is_frozen
 from services.identity.users import get_user
+from services.marketplace.after_commit import refresh_order_workflows
 
 SOURCE = "/pap/deals"
 
@@ -171,23 +172,31 @@ class DealActivities:
     async def find_backup_buyer(self, ref: DealRef) -> BackupBuyer | None:
         """The next best resting bid at the deal's price or better, taken for this deal (idempotent per deal)."""
         excluded = {uuid.UUID(u) for u in ref.reason.split(",") if u}
+        reason = "the buyer missed the funding deadline"
         async with transaction(self.sessions) as session:
             deal = await deals.get_deal(session, ref.deal_id)
-            candidate = await marketplace.best_resting_bid(
+            defaulter = deal.buyer_id  # the projection moves to the backup only after this step
+            candidate = await marketplace.backup_taken(
+                session, deal_id=deal.id, buyer_id=defaulter, defaulted=excluded
+            ) or await marketplace.best_resting_bid(
                 session,
                 security_id=deal.security_id,
                 min_price=Money(amount=deal.price_amount, currency=deal.currency),
                 quantity=deal.quantity,
-                exclude_user_ids=excluded | {deal.seller_id, deal.buyer_id},
+                exclude_user_ids=excluded | {deal.seller_id, defaulter},
             )
             if candidate is None:
                 return None
             await marketplace.take_backup_bid(
                 session, order_id=candidate.order_id, deal_id=deal.id, quantity=deal.quantity
             )
+            withdrawn = await marketplace.drop_defaulted_buyer(
+                session, deal_id=deal.id, buyer_id=defaulter, reason=reason
+            )
             await self._void_buyer_documents(session, deal.id)
-            await payments.refund_escrow(session, deal_id=deal.id, reason="the buyer missed the funding deadline")
-            return BackupBuyer(buyer_id=candidate.user_id, order_id=candidate.order_id)
+            await payments.refund_escrow(session, deal_id=deal.id, reason=reason)
+        await refresh_order_workflows(activity.client(), withdrawn)
+        return BackupBuyer(buyer_id=candidate.user_id, order_id=candidate.order_id)
 
     async def _void_buyer_documents(self, session: AsyncSession, deal_id: uuid.UUID) -> None:
         for document in await documents.list_deal_documents(session, deal_id):

@@ -32,12 +32,14 @@ from models.deals import (
     SettlementConfirmation,
 )
 from models.documents import DocumentDeclined, DocumentKind, DocumentSigned
+from models.marketplace import OrderCreate, OrderStatus, Side
 from models.payments import PaymentReceived
 from pap.db import SessionFactory, transaction
 from pap.settings import Settings
 from pap.stack import binaries
 from pap.storage import LocalObjectStore
-from services import deals, documents, holdings, payments
+from services import deals, documents, holdings, marketplace, payments
+from services.marketplace.orders import OrderOutcome
 from tests.deal_support import Parties, TokenFor, brokered_deal, parties
 from tests.factories import make_verified_buyer
 from tests.histories.record import save_if_recording
@@ -440,3 +442,64 @@ async def test_a_defaulting_buyer_is_replaced_by_the_best_resting_bid(
     order = (await api.get(f"/v1/orders/{bid['id']}", headers=backup.headers)).json()
     assert order["status"] == "filled"
     await save_if_recording(time_skipping_env.client, f"deal-{params.deal_id}", "DealExecution--backup-buyer")
+
+
+async def _order(sessions: SessionFactory, user_id: uuid.UUID, p: Parties, side: Side, price: str) -> OrderOutcome:
+    body = OrderCreate(security_id=p.security_id, side=side, quantity=10, limit_price=Money(amount=Decimal(price)))
+    async with transaction(sessions) as session:
+        return await marketplace.place_order(session, user_id, body)
+
+
+async def test_a_defaulting_matched_buyer_gives_back_the_fill_and_their_bid_is_withdrawn(
+    time_skipping_env: WorkflowEnvironment,
+    worker: str,
+    people: Parties,
+    sessions: SessionFactory,
+    api: httpx.AsyncClient,
+) -> None:
+    sell = await _order(sessions, people.seller.id, people, Side.SELL, "50")
+    matched = await _order(sessions, people.buyer.id, people, Side.BUY, "50")
+    assert matched.order.status is OrderStatus.FILLED and len(matched.deals) == 1
+    params = matched.deals[0].model_copy(update={"index_search_attributes": False})
+    backup = await make_verified_buyer(api, compliance_headers=people.compliance)
+    backup_bid = (await _order(sessions, backup.id, people, Side.BUY, "55")).order
+    handle = await start(time_skipping_env, worker, params)
+    await through_issuer(handle, params, IssuerDecision.WAIVE)
+    await at_stage(handle, DealStage.AWAITING_SIGNATURES)
+    await sign_all(handle, params.deal_id)
+    await at_stage(handle, DealStage.AWAITING_FUNDING)
+    await time_skipping_env.sleep(timedelta(days=6))  # the matched buyer never pays
+    await eventually(lambda: state(handle), lambda s: s.buyer_id == backup.id, what="backup buyer")
+
+    async with sessions() as session:
+        defaulted = await marketplace.get_order(session, matched.order.id)
+        taken = await marketplace.get_order(session, backup_bid.id)
+    assert defaulted.status is OrderStatus.CANCELLED and defaulted.filled_quantity == 0
+    assert defaulted.status_reason and "defaulted" in defaulted.status_reason
+    assert taken.status is OrderStatus.FILLED and taken.filled_quantity == 10
+    async with transaction(sessions) as session:  # the step retried: the same bid, nothing given back twice
+        again = await marketplace.backup_taken(
+            session, deal_id=params.deal_id, buyer_id=people.buyer.id, defaulted=set()
+        )
+        assert again is not None and again.order_id == backup_bid.id
+        reason = "retried"
+        assert (
+            await marketplace.drop_defaulted_buyer(
+                session, deal_id=params.deal_id, buyer_id=people.buyer.id, reason=reason
+            )
+            == []
+        )
+        assert (await marketplace.get_order(session, matched.order.id)).filled_quantity == 0
+
+    await sign_all(handle, params.deal_id)
+    await at_stage(handle, DealStage.AWAITING_FUNDING)
+    await fund(sessions, handle, params, backup.id)
+    await at_stage(handle, DealStage.SETTLING)
+    closed = await update_and_finish(handle, "confirm_settlement", SettlementConfirmation(actor_id=params.company_id))
+    assert closed is DealStage.CLOSED
+    async with sessions() as session:
+        assert await holdings.available_shares(session, backup.id, people.security_id) == 10
+        assert await holdings.available_shares(session, people.buyer.id, people.security_id) == 0
+        assert (await marketplace.get_order(session, sell.order.id)).status is OrderStatus.FILLED
+        assert (await marketplace.get_order(session, matched.order.id)).filled_quantity == 0
+        assert (await payments.trial_balance(session)).ledger_balanced

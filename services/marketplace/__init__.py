@@ -2,7 +2,9 @@
 
 from services.marketplace.book import order_book
 from services.marketplace.deal_hooks import (
+    backup_taken,
     best_resting_bid,
+    drop_defaulted_buyer,
     on_deal_cancelled,
     on_deal_closed,
     order_for_deal,
@@ -36,8 +38,10 @@ __all__ = [
     "OrderNotFound",
     "OrderOutcome",
     "amend_order",
+    "backup_taken",
     "best_resting_bid",
     "cancel_order",
+    "drop_defaulted_buyer",
     "expire_order",
     "get_order",
     "get_order_for",

@@ -28,6 +28,11 @@ async def _signal(client: Client, order_id: uuid.UUID) -> None:
         log.info("order workflow not signalled", order_id=str(order_id), error=str(error))
 
 
+async def refresh_order_workflows(client: Client, order_ids: list[uuid.UUID]) -> None:
+    """Tell the workflows of orders changed outside them to re-read their order (safe to repeat)."""
+    await asyncio.gather(*(_signal(client, order_id) for order_id in order_ids))
+
+
 async def after_commit(client: Client, outcome: OrderOutcome, *, task_queue: str) -> None:
     """Start a deal per trade and signal the resting orders that were filled (both safe to repeat)."""
     await asyncio.gather(

@@ -108,6 +108,65 @@ async def take_backup_bid(session: AsyncSession, *, order_id: uuid.UUID, deal_id
     await emit_book_changed(session, order.security_id)
 
 
+async def _active_bid_fills(session: AsyncSession, deal_id: uuid.UUID) -> list[tuple[Fill, Order]]:
+    """The deal's fills still in force on buy orders, with their orders."""
+    rows = await session.execute(
+        select(Fill, Order)
+        .join(Order, col(Order.id) == col(Fill.order_id))
+        .where(
+            col(Fill.deal_id) == deal_id,
+            col(Fill.status) == FillStatus.ACTIVE.value,
+            col(Order.side) == Side.BUY.value,
+        )
+    )
+    return [(fill, order) for fill, order in rows.tuples()]
+
+
+async def backup_taken(
+    session: AsyncSession, *, deal_id: uuid.UUID, buyer_id: uuid.UUID, defaulted: set[uuid.UUID]
+) -> BidCandidate | None:
+    """The bid an earlier attempt already took for this deal's backup buyer (so a retried step takes no second one)."""
+    for _, order in await _active_bid_fills(session, deal_id):
+        if order.user_id != buyer_id and order.user_id not in defaulted:
+            return BidCandidate(
+                order_id=order.id,
+                user_id=order.user_id,
+                security_id=order.security_id,
+                limit_price=money(order.limit_price_amount, order.limit_price_currency),
+                remaining_quantity=order.quantity - order.filled_quantity,
+            )
+    return None
+
+
+async def drop_defaulted_buyer(
+    session: AsyncSession, *, deal_id: uuid.UUID, buyer_id: uuid.UUID, reason: str
+) -> list[uuid.UUID]:
+    """The buyer missed the deal's funding deadline and was replaced: their fill is given back and their
+    order withdrawn (`cancelled`), so a defaulter's bid neither keeps shares it never paid for nor stays
+    on the book to default again. Idempotent. Returns the orders that were live (their workflows re-read them).
+    """
+    fills = [(f, o) for f, o in await _active_bid_fills(session, deal_id) if o.user_id == buyer_id]
+    if not fills:
+        return []
+    await lock_security(session, fills[0][1].security_id)
+    withdrawn: list[uuid.UUID] = []
+    for fill, stale in fills:
+        order = await load_order(session, stale.id, for_update=True)
+        if is_live(order):
+            withdrawn.append(order.id)
+        fill.status = FillStatus.GIVEN_BACK.value
+        session.add(fill)
+        order.filled_quantity -= fill.quantity
+        order.status = OrderStatus.CANCELLED.value
+        order.status_reason = f"buyer defaulted on deal {deal_id}: {reason}"[:200]
+        order.updated_at = utcnow()
+        session.add(order)
+        await session.flush()
+        await emit_order(session, ORDER_CANCELLED, order)
+    await emit_book_changed(session, fills[0][1].security_id)
+    return withdrawn
+
+
 async def on_deal_closed(session: AsyncSession, *, deal_id: uuid.UUID) -> None:
     """The deal settled: the trade is settled (the orders need nothing more). Idempotent."""
     trade = await _trade(session, deal_id, for_update=True)
