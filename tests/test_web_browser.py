@@ -197,7 +197,8 @@ async def test_seller_and_buyer_go_from_sign_up_to_a_closed_deal_in_the_browser(
     await buyer.get_by_label("Date of birth").fill("1980-04-02")
     await buyer.get_by_label("Country of residence").fill("US")
     await buyer.get_by_label("Last 4 digits").fill("4321")
-    await buyer.get_by_role("button", name="Submit identity check").click()
+    async with buyer.expect_navigation():  # the form's answer has loaded before the probe reloads the page
+        await buyer.get_by_role("button", name="Submit identity check").click()
 
     async def kyc_text() -> str:
         await buyer.reload()
@@ -257,7 +258,8 @@ async def test_seller_and_buyer_go_from_sign_up_to_a_closed_deal_in_the_browser(
     await buyer.get_by_label("Buy").check()
     await buyer.get_by_label("Quantity (shares)").fill("100")
     await buyer.get_by_label("Limit price per share").fill("20.00")
-    await buyer.get_by_role("button", name="Place order").click()
+    async with buyer.expect_navigation():
+        await buyer.get_by_role("button", name="Place order").click()
 
     async def deal_link(page: Page) -> str:
         await page.reload()
