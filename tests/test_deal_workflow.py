@@ -405,6 +405,25 @@ async def test_a_compliance_hold_pauses_the_deal_until_lifted(
     await save_if_recording(time_skipping_env.client, f"deal-{params.deal_id}", "DealExecution--compliance-hold")
 
 
+async def backup_closes_the_deal(
+    handle: WorkflowHandle[DealExecutionWorkflow, DealStage],
+    params: DealWorkflowInput,
+    sessions: SessionFactory,
+    people: Parties,
+    backup_id: uuid.UUID,
+) -> None:
+    """The backup buyer signs and funds, the issuer confirms: the shares go to the backup, none to the defaulter."""
+    await sign_all(handle, params.deal_id)
+    await at_stage(handle, DealStage.AWAITING_FUNDING)
+    await fund(sessions, handle, params, backup_id)
+    await at_stage(handle, DealStage.SETTLING)
+    closed = await update_and_finish(handle, "confirm_settlement", SettlementConfirmation(actor_id=params.company_id))
+    assert closed is DealStage.CLOSED
+    async with sessions() as session:
+        assert await holdings.available_shares(session, backup_id, people.security_id) == 10
+        assert await holdings.available_shares(session, people.buyer.id, people.security_id) == 0
+
+
 async def test_a_defaulting_buyer_is_replaced_by_the_best_resting_bid(
     time_skipping_env: WorkflowEnvironment,
     worker: str,
@@ -427,15 +446,8 @@ async def test_a_defaulting_buyer_is_replaced_by_the_best_resting_bid(
         lambda: state(handle), lambda s: s.buyer_id == backup.id and bool(s.pending_documents), what="backup buyer"
     )
     assert replaced.defaulted_buyers == [people.buyer.id]
-    await sign_all(handle, params.deal_id)
-    await at_stage(handle, DealStage.AWAITING_FUNDING)
-    await fund(sessions, handle, params, backup.id)
-    await at_stage(handle, DealStage.SETTLING)
-    closed = await update_and_finish(handle, "confirm_settlement", SettlementConfirmation(actor_id=params.company_id))
-    assert closed is DealStage.CLOSED
+    await backup_closes_the_deal(handle, params, sessions, people, backup.id)
     async with sessions() as session:
-        assert await holdings.available_shares(session, backup.id, people.security_id) == 10
-        assert await holdings.available_shares(session, people.buyer.id, people.security_id) == 0
         deal = await deals.get_deal(session, params.deal_id)
         assert (await payments.trial_balance(session)).ledger_balanced
     assert deal.buyer_id == backup.id and str(people.buyer.id) in deal.defaulted_buyer_ids
@@ -491,15 +503,8 @@ async def test_a_defaulting_matched_buyer_gives_back_the_fill_and_their_bid_is_w
         )
         assert (await marketplace.get_order(session, matched.order.id)).filled_quantity == 0
 
-    await sign_all(handle, params.deal_id)
-    await at_stage(handle, DealStage.AWAITING_FUNDING)
-    await fund(sessions, handle, params, backup.id)
-    await at_stage(handle, DealStage.SETTLING)
-    closed = await update_and_finish(handle, "confirm_settlement", SettlementConfirmation(actor_id=params.company_id))
-    assert closed is DealStage.CLOSED
+    await backup_closes_the_deal(handle, params, sessions, people, backup.id)
     async with sessions() as session:
-        assert await holdings.available_shares(session, backup.id, people.security_id) == 10
-        assert await holdings.available_shares(session, people.buyer.id, people.security_id) == 0
         assert (await marketplace.get_order(session, sell.order.id)).status is OrderStatus.FILLED
         assert (await marketplace.get_order(session, matched.order.id)).filled_quantity == 0
         assert (await payments.trial_balance(session)).ledger_balanced

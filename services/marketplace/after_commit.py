@@ -37,5 +37,5 @@ async def after_commit(client: Client, outcome: OrderOutcome, *, task_queue: str
     """Start a deal per trade and signal the resting orders that were filled (both safe to repeat)."""
     await asyncio.gather(
         *(start_deal(client, params, task_queue) for params in outcome.deals),
-        *(_signal(client, order_id) for order_id in outcome.touched_order_ids),
+        refresh_order_workflows(client, outcome.touched_order_ids),
     )

@@ -78,14 +78,18 @@ async def best_resting_bid(
     for order in (await session.execute(query)).scalars():
         left = order.quantity - order.filled_quantity
         if order.min_quantity is None or quantity >= order.min_quantity or quantity == left:
-            return BidCandidate(
-                order_id=order.id,
-                user_id=order.user_id,
-                security_id=order.security_id,
-                limit_price=money(order.limit_price_amount, order.limit_price_currency),
-                remaining_quantity=left,
-            )
+            return _candidate(order)
     return None
+
+
+def _candidate(order: Order) -> BidCandidate:
+    return BidCandidate(
+        order_id=order.id,
+        user_id=order.user_id,
+        security_id=order.security_id,
+        limit_price=money(order.limit_price_amount, order.limit_price_currency),
+        remaining_quantity=order.quantity - order.filled_quantity,
+    )
 
 
 async def take_backup_bid(session: AsyncSession, *, order_id: uuid.UUID, deal_id: uuid.UUID, quantity: int) -> None:
@@ -128,13 +132,7 @@ async def backup_taken(
     """The bid an earlier attempt already took for this deal's backup buyer (so a retried step takes no second one)."""
     for _, order in await _active_bid_fills(session, deal_id):
         if order.user_id != buyer_id and order.user_id not in defaulted:
-            return BidCandidate(
-                order_id=order.id,
-                user_id=order.user_id,
-                security_id=order.security_id,
-                limit_price=money(order.limit_price_amount, order.limit_price_currency),
-                remaining_quantity=order.quantity - order.filled_quantity,
-            )
+            return _candidate(order)
     return None
 
 
