@@ -182,6 +182,10 @@ async def test_inbox_is_own_newest_first_and_read_state_is_per_user(
     api: httpx.AsyncClient, runner: ConsumerRunner, token_for: Callable[..., dict[str, str]]
 ) -> None:
     user, other = await register_and_login(api), await register_and_login(api)
+    # The running consumers turn each login into a notice; let it land first so it cannot be the newest.
+    await eventually(
+        lambda: inbox(api, user), lambda p: "new_login" in [n["kind"] for n in p["items"]], what="login notice"
+    )
     first, second = order_created(user.id, quantity=1), order_created(user.id, quantity=2)
     await runner.handle_once(first)
     await runner.handle_once(second)
