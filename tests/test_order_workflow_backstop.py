@@ -1,9 +1,9 @@
-"""An order whose workflow start was lost (the API died right after commit) still gets its workflow.
+"""Orders whose workflow start or change signal was lost (a process died right after commit) catch up.
 
-The order is placed through the service, as the API does, but nobody starts its
-workflow: only the `order-workflows` backstop, fed by the outbox, can start it. The
-test stack delays the backstops by a day (so they never race the tests), so these
-tests hand the event to the backstop's handler as its consumer would.
+The order is placed or changed through the service, as the API does, but nobody
+starts or signals its workflow: only the `order-workflows` backstop, fed by the
+outbox, can. The test stack delays the backstops by a day (so they never race the
+tests), so these tests hand the event to the backstop's handler as its consumer would.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from models.marketplace import OrderCreate, OrderRead, Side
 from pap.db import SessionFactory, transaction
 from pap.settings import Settings
 from services import marketplace
+from services.marketplace.common import ORDER_CANCELLED, ORDER_CREATED
 from temporal.ids import order_workflow_id
 from temporal.start_hints import mark_started, was_started
 from tests.market_support import new_security, verified_lot
 from tests.marketplace_support import order_body, place, seller_with_shares
-from workers.order_workflows import ORDER_CREATED, OrderWorkflowStarter
+from workers.order_workflows import OrderWorkflowBackstop
 
 
 async def _place_without_workflow(sessions: SessionFactory) -> OrderRead:
@@ -47,22 +48,24 @@ async def _status(client: Client, order_id: uuid.UUID) -> WorkflowExecutionStatu
         return None
 
 
-def _created(order_id: uuid.UUID) -> CloudEvent:
-    return CloudEvent(source="/test", type=ORDER_CREATED, subject=str(order_id), data={"order_id": str(order_id)})
+def _event(order_id: uuid.UUID, type_: str = ORDER_CREATED) -> CloudEvent:
+    return CloudEvent(source="/test", type=type_, subject=str(order_id), data={"order_id": str(order_id)})
 
 
 @pytest.fixture
-def starter(temporal_client: Client, redis: Redis, settings: Settings) -> OrderWorkflowStarter:
-    return OrderWorkflowStarter(temporal_client, redis, settings.task_queue)
+def starter(temporal_client: Client, redis: Redis, settings: Settings) -> OrderWorkflowBackstop:
+    return OrderWorkflowBackstop(temporal_client, redis, settings.task_queue)
 
 
-async def _backstop(sessions: SessionFactory, starter: OrderWorkflowStarter, order_id: uuid.UUID) -> None:
+async def _backstop(
+    sessions: SessionFactory, starter: OrderWorkflowBackstop, order_id: uuid.UUID, type_: str = ORDER_CREATED
+) -> None:
     async with transaction(sessions) as session:
-        await starter(session, _created(order_id))
+        await starter(session, _event(order_id, type_))
 
 
 async def test_the_backstop_starts_the_workflow_of_an_order_whose_start_was_lost(
-    platform: object, sessions: SessionFactory, temporal_client: Client, starter: OrderWorkflowStarter
+    platform: object, sessions: SessionFactory, temporal_client: Client, starter: OrderWorkflowBackstop
 ) -> None:
     order = await _place_without_workflow(sessions)
     assert await _status(temporal_client, order.id) is None
@@ -76,7 +79,7 @@ async def test_the_api_notes_its_start_and_the_backstop_then_leaves_the_order_al
     sessions: SessionFactory,
     temporal_client: Client,
     redis: Redis,
-    starter: OrderWorkflowStarter,
+    starter: OrderWorkflowBackstop,
 ) -> None:
     _, security_id = await new_security(sessions)
     _, seller = await seller_with_shares(api, token_for, security_id, 100)
@@ -91,7 +94,7 @@ async def test_the_api_notes_its_start_and_the_backstop_then_leaves_the_order_al
 
 
 async def test_a_finished_order_is_never_started_again(
-    platform: object, sessions: SessionFactory, temporal_client: Client, starter: OrderWorkflowStarter
+    platform: object, sessions: SessionFactory, temporal_client: Client, starter: OrderWorkflowBackstop
 ) -> None:
     order = await _place_without_workflow(sessions)
     await _backstop(sessions, starter, order.id)
@@ -99,3 +102,26 @@ async def test_a_finished_order_is_never_started_again(
     await handle.terminate(reason="test: the run has ended")
     await _backstop(sessions, starter, order.id)  # a redelivered event: the order is still live in the database
     assert await _status(temporal_client, order.id) is WorkflowExecutionStatus.TERMINATED
+
+
+async def test_a_change_made_outside_the_workflow_reaches_it_through_the_backstop(
+    platform: object, sessions: SessionFactory, temporal_client: Client, starter: OrderWorkflowBackstop
+) -> None:
+    order = await _place_without_workflow(sessions)
+    await _backstop(sessions, starter, order.id)
+    async with transaction(sessions) as session:  # cancelled by a service whose signal never went out
+        await marketplace.cancel_order(session, order.id, order.user_id, "test: withdrawn elsewhere")
+    handle = temporal_client.get_workflow_handle(order_workflow_id(order.id))
+    assert await handle.query("status") == "open"
+
+    await _backstop(sessions, starter, order.id, ORDER_CANCELLED)
+    assert await handle.result() == "cancelled"
+    await _backstop(sessions, starter, order.id, ORDER_CANCELLED)  # redelivered: the finished workflow needs nothing
+
+
+async def test_a_change_for_an_order_without_a_workflow_is_left_to_its_start(
+    platform: object, sessions: SessionFactory, temporal_client: Client, starter: OrderWorkflowBackstop
+) -> None:
+    order = await _place_without_workflow(sessions)
+    await _backstop(sessions, starter, order.id, ORDER_CANCELLED)
+    assert await _status(temporal_client, order.id) is None

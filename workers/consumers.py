@@ -21,7 +21,7 @@ from services.pricing import HANDLED_TYPES, PricingIngest
 from temporal.client import connect
 from workers.deal_signals import FORWARDED, DealSignalForwarder
 from workers.deal_workflows import DEAL_CREATED, DealWorkflowStarter
-from workers.order_workflows import ORDER_CREATED, OrderWorkflowStarter
+from workers.order_workflows import ORDER_EVENTS, OrderWorkflowBackstop
 
 
 async def _confirm_echo(session: AsyncSession, event: CloudEvent) -> None:
@@ -77,8 +77,8 @@ def consumer_specs(resources: Resources, temporal: Client) -> list[ConsumerSpec]
         ConsumerSpec(
             name="order-workflows",
             topics=(topics.MARKETPLACE,),
-            handler=OrderWorkflowStarter(temporal, resources.redis, resources.settings.task_queue),
-            event_types=frozenset({ORDER_CREATED}),
+            handler=OrderWorkflowBackstop(temporal, resources.redis, resources.settings.task_queue),
+            event_types=ORDER_EVENTS,
             delay_seconds=resources.settings.workflow_backstop_delay_seconds,
         ),
         ConsumerSpec(

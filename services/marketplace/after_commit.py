@@ -7,7 +7,7 @@ import uuid
 
 import structlog
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from models.marketplace import OrderFilled
 from services.marketplace.orders import OrderOutcome
@@ -18,12 +18,26 @@ ORDER_FILLED_SIGNAL = "order_filled"
 log = structlog.get_logger(__name__)
 
 
-async def _signal(client: Client, order_id: uuid.UUID) -> None:
-    """Best effort: the workflow re-reads the order; a finished (or not yet started) workflow needs nothing."""
+async def signal_order_refresh(client: Client, order_id: uuid.UUID) -> bool:
+    """Ask the order's workflow to re-read its order; False if no such workflow runs (it needs nothing then).
+
+    Any other failure (Temporal unreachable) raises, so a durable caller retries.
+    """
     try:
         await client.get_workflow_handle(order_workflow_id(order_id)).signal(
             ORDER_FILLED_SIGNAL, OrderFilled(order_id=order_id)
         )
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False
+    return True
+
+
+async def _signal(client: Client, order_id: uuid.UUID) -> None:
+    """Best effort: a lost signal is made good by the `order-workflows` backstop, from the outbox."""
+    try:
+        await signal_order_refresh(client, order_id)
     except RPCError as error:
         log.info("order workflow not signalled", order_id=str(order_id), error=str(error))
 
