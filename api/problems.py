@@ -9,6 +9,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pap.telemetry import request_id_var
@@ -98,6 +99,25 @@ async def _http_error(_: Request, error: Exception) -> JSONResponse:
     return problem_response(error.status_code, slug, phrase, detail, headers=getattr(error, "headers", None))
 
 
+DATA_EXCEPTION_CLASS = "22"
+"""SQLSTATE class 22, data exception: a value PostgreSQL cannot store (a NUL character, an over-long
+string, an out-of-range number). Validation should catch these first; this is the net under it."""
+
+
+async def _database_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, DBAPIError)
+    sqlstate = str(getattr(error.orig, "sqlstate", None) or "")
+    if not sqlstate.startswith(DATA_EXCEPTION_CLASS):
+        return await _unexpected_error(request, error)
+    log.warning("request value not storable", sqlstate=sqlstate)
+    return problem_response(
+        422,
+        "invalid-value",
+        "A value in the request cannot be stored",
+        "A text or number in the request is not storable (for example a NUL character or an over-long value).",
+    )
+
+
 async def _unexpected_error(_: Request, error: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=error)
     return problem_response(500, "internal-error", "Internal error", "An unexpected error occurred.")
@@ -107,4 +127,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_serializer, field_validator
 from sqlalchemy import DateTime, MetaData, func
 from sqlmodel import Column, SQLModel
 from sqlmodel import Field as SQLField
@@ -77,3 +77,21 @@ class Money(BaseModel):
     @field_serializer("amount")
     def _amount_as_string(self, amount: Decimal) -> str:
         return format(amount, "f")
+
+
+class PatchModel(BaseModel):
+    """A partial update: only the fields sent change, and a field left out keeps its value.
+
+    An explicit null clears a field only where that means something (`clearable`); anywhere else
+    it is a validation error rather than an attempt to empty a required column.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    clearable: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _null_only_where_clearable(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name not in cls.clearable:
+            raise ValueError("cannot be null; leave the field out to keep its value")
+        return value

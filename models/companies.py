@@ -10,17 +10,22 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, UrlConstraints, model_validator
 from sqlalchemy import BigInteger, Boolean, Column, Date, ForeignKey, Numeric, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from models.base import Money, timestamp_column, uuid_pk
+from models.base import Money, PatchModel, timestamp_column, uuid_pk
 
 SCHEMA = "companies"
+
+
+WEBSITE_MAX_LENGTH = 490
+"""The column holds 500 characters; normalising a URL (a trailing slash, punycode) can lengthen it a little."""
+Website = Annotated[HttpUrl, UrlConstraints(max_length=WEBSITE_MAX_LENGTH)]
 
 
 class SecurityKind(StrEnum):
@@ -64,10 +69,10 @@ class TransferPolicy(BaseModel):
     transfer_fee_bps: int = Field(default=0, ge=0, le=10_000)
 
 
-class TransferPolicyPatch(BaseModel):
+class TransferPolicyPatch(PatchModel):
     """A partial transfer policy: only the fields sent are changed."""
 
-    model_config = ConfigDict(extra="forbid")
+    clearable = frozenset({"lock_up_until", "minimum_transfer_shares"})
 
     rofr_days: int | None = Field(default=None, ge=0, le=365)
     issuer_approval_required: bool | None = None
@@ -150,21 +155,21 @@ class CompanyCreate(BaseModel):
     legal_name: str = Field(min_length=1, max_length=300)
     jurisdiction: str = Field(min_length=2, max_length=100)
     sector: str = Field(min_length=1, max_length=100)
-    website: HttpUrl | None = None
+    website: Website | None = None
     description: str | None = Field(default=None, max_length=10_000)
     fully_diluted_shares: int = Field(gt=0, le=10**15)
     transfer_policy: TransferPolicy = Field(default_factory=TransferPolicy)
     cap_table_references: list[str] = Field(default_factory=list, max_length=50)
 
 
-class CompanyUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CompanyUpdate(PatchModel):
+    clearable = frozenset({"website", "description"})
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     legal_name: str | None = Field(default=None, min_length=1, max_length=300)
     jurisdiction: str | None = Field(default=None, min_length=2, max_length=100)
     sector: str | None = Field(default=None, min_length=1, max_length=100)
-    website: HttpUrl | None = None
+    website: Website | None = None
     description: str | None = Field(default=None, max_length=10_000)
     fully_diluted_shares: int | None = Field(default=None, gt=0, le=10**15)
     transfer_policy: TransferPolicyPatch | None = None
@@ -208,8 +213,8 @@ class SecurityCreate(BaseModel):
     tradable: bool = True
 
 
-class SecurityUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SecurityUpdate(PatchModel):
+    clearable = frozenset({"last_round_price"})
 
     class_name: str | None = Field(default=None, min_length=1, max_length=200)
     last_round_price: Money | None = None

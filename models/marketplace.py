@@ -18,7 +18,7 @@ from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Integer, Nume
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from models.base import Money, optional_timestamp_column, timestamp_column, uuid_pk
+from models.base import Money, PatchModel, optional_timestamp_column, timestamp_column, uuid_pk
 
 SCHEMA = "marketplace"
 
@@ -145,10 +145,8 @@ class OrderCreate(BaseModel):
     expires_at: datetime | None = None
 
 
-class OrderUpdate(BaseModel):
+class OrderUpdate(PatchModel):
     """An amendment: only the fields sent change."""
-
-    model_config = ConfigDict(extra="forbid")
 
     quantity: int | None = None
     limit_price: Money | None = None

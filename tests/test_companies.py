@@ -159,6 +159,44 @@ async def test_patch_merges_transfer_policy_and_applies_only_sent_fields(
     assert missing.status_code == 404
 
 
+async def test_patch_refuses_null_for_a_required_field_and_changes_nothing(
+    api: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    company = (await api.post("/v1/companies", json=company_body(website="https://acme.example"), headers=admin)).json()
+    url = f"/v1/companies/{company['id']}"
+    for body in (
+        {"name": None, "sector": "space"},
+        {"fully_diluted_shares": None},
+        {"transfer_policy": {"issuer_approval_required": None, "rofr_days": 5}},
+    ):
+        refused = await api.patch(url, json=body, headers=admin)
+        assert refused.status_code == 422, (body, refused.text)
+        assert refused.headers["content-type"] == "application/problem+json"
+    current = (await api.get(url, headers=admin)).json()
+    for field in ("name", "sector", "fully_diluted_shares", "transfer_policy"):
+        assert current[field] == company[field]
+
+    cleared = await api.patch(
+        url, json={"website": None, "transfer_policy": {"minimum_transfer_shares": None}}, headers=admin
+    )
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["website"] is None
+
+
+async def test_values_postgres_cannot_store_are_a_422_not_a_500(api: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    name = f"Nul {uuid.uuid4().hex}"
+    for body in (
+        company_body(name=name, sector="ro\x00bots"),
+        company_body(name=name, website="https://" + "a" * 60 + "." + ".".join(["b" * 60] * 8) + ".com"),
+    ):
+        refused = await api.post("/v1/companies", json=body, headers=admin)
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+    assert (await api.get("/v1/companies", params={"q": name}, headers=admin)).json()["items"] == []
+    search = await api.get("/v1/companies", params={"q": "a\x00b"}, headers=admin)
+    assert search.status_code == 422, search.text
+
+
 async def test_list_filters_by_sector_and_name_and_paginates(api: httpx.AsyncClient, admin: dict[str, str]) -> None:
     tag = uuid.uuid4().hex[:10]
     sector = f"sector-{tag}"
