@@ -148,7 +148,10 @@ async def _open_order(
     settings: Settings, sessions: SessionFactory, seller_id: uuid.UUID, security_id: uuid.UUID, price: Decimal
 ) -> uuid.UUID | None:
     """One resting sell order of the demo seller, with its OrderLifecycle workflow (needs Temporal)."""
+    from pap.redis import create_redis
     from temporal.client import connect
+    from temporal.ids import order_workflow_id
+    from temporal.start_hints import mark_started
     from temporal.starters import start_lifecycle
 
     principal = Principal(user_id=seller_id, roles=frozenset({Role.INVESTOR}))
@@ -165,6 +168,11 @@ async def _open_order(
         )
     client = await connect(settings.require("temporal_address"), settings.temporal_namespace)
     await start_lifecycle(client, outcome.order, settings.task_queue)
+    redis = create_redis(settings.require("redis_url"))
+    try:
+        await mark_started(redis, order_workflow_id(outcome.order.id))  # as the API does: no backstop start
+    finally:
+        await redis.aclose()
     return outcome.order.id
 
 

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from redis.asyncio import Redis
+
 from pap.db import SessionFactory
 from pap.seed import COMPANIES, USERS, seed_demo
 from pap.settings import Settings
 from pap.stack.embedded import EmbeddedStack
 from services import companies, deals, holdings, marketplace, pricing
 from services.identity.users import find_by_email
+from temporal.ids import order_workflow_id
+from temporal.start_hints import was_started
 from tests.market_support import COMPLIANCE
 
 
 async def test_demo_seed_is_idempotent_and_complete(
-    platform: EmbeddedStack, settings: Settings, sessions: SessionFactory
+    platform: EmbeddedStack, settings: Settings, sessions: SessionFactory, redis: Redis
 ) -> None:
     first = await seed_demo(settings)
     second = await seed_demo(settings)
     assert first.order_id is not None and first.order_id == second.order_id
+    assert await was_started(redis, order_workflow_id(first.order_id))  # the backstop will not start it again
     assert first.deal_id is not None and first.deal_id == second.deal_id
     async with sessions() as session:
         for name, *_ in COMPANIES:
