@@ -41,6 +41,14 @@ EXTERNAL = {
 }
 
 
+RUN_LAST = ("tests/test_api_fuzz.py",)
+"""Tests that write arbitrary data into the shared stack: every other test runs before them."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.nodeid.startswith(RUN_LAST))  # stable: the rest keep their order
+
+
 @pytest.fixture(scope="session")
 def state_dir() -> Iterator[Path]:
     # Not under pytest's tmp_path: PostgreSQL runs as another user and needs to traverse the path.
