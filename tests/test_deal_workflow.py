@@ -6,6 +6,7 @@ signing and payment paths); each branch checks the compensations left nothing be
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -13,6 +14,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from temporalio import activity
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
@@ -30,6 +32,7 @@ from models.deals import (
     IssuerDecision,
     IssuerDecisionInput,
     SettlementConfirmation,
+    StageChange,
 )
 from models.documents import DocumentDeclined, DocumentKind, DocumentSigned
 from models.marketplace import OrderCreate, OrderStatus, Side
@@ -508,3 +511,50 @@ async def test_a_defaulting_matched_buyer_gives_back_the_fill_and_their_bid_is_w
         assert (await marketplace.get_order(session, sell.order.id)).status is OrderStatus.FILLED
         assert (await marketplace.get_order(session, matched.order.id)).filled_quantity == 0
         assert (await payments.trial_balance(session)).ledger_balanced
+
+
+async def test_a_signature_stage_lists_its_documents_from_its_first_moment(
+    time_skipping_env: WorkflowEnvironment, people: Parties, sessions: SessionFactory, settings: Settings
+) -> None:
+    """The state query never shows a signature stage with nothing to sign: each stage is held open at
+    its first activity (recording it) while the test asks the workflow what is pending."""
+    entered = {DealStage.AWAITING_ISSUER: asyncio.Event(), DealStage.AWAITING_SIGNATURES: asyncio.Event()}
+    held = dict(entered)
+    release = asyncio.Event()
+    real = DealActivities(sessions, LocalObjectStore(settings.state_dir / "objects"))
+
+    @activity.defn(name="deals.record_stage")
+    async def record_stage(change: StageChange) -> bool:
+        first = held.pop(change.stage, None)  # only the stage's own first record, not later timeline entries
+        if first is not None:
+            first.set()
+            await asyncio.wait_for(release.wait(), timeout=60)  # bounded: a failed test must not hang the worker
+            release.clear()
+        return await real.record_stage(change)
+
+    queue = f"deals-held-{uuid.uuid4()}"
+    methods = [m for m in activity_methods(real) if m.__name__ != "record_stage"]
+    async with Worker(
+        time_skipping_env.client,
+        task_queue=queue,
+        workflows=[DealExecutionWorkflow],
+        activities=[*methods, record_stage],
+    ):
+        params = await brokered_deal(sessions, people, quantity=10, price="12.50")
+        handle = await start(time_skipping_env, queue, params)
+        for stage, documents_expected in ((DealStage.AWAITING_ISSUER, 1), (DealStage.AWAITING_SIGNATURES, 2)):
+            await entered[stage].wait()
+            current = await state(handle)
+            assert current.stage is stage
+            assert len(current.pending_documents) >= documents_expected, current
+            release.set()
+            if stage is DealStage.AWAITING_ISSUER:
+                await handle.execute_update(
+                    DealExecutionWorkflow.decide,
+                    IssuerDecisionInput(decision=IssuerDecision.WAIVE, actor_id=params.company_id),
+                )
+                await sign_all(handle, params.deal_id)
+        cancelled = await update_and_finish(
+            handle, "cancel", CancelInput(actor_id=params.company_id, reason="test done")
+        )
+        assert cancelled is DealStage.CANCELLED

@@ -126,6 +126,7 @@ class DealExecutionWorkflow:
         """The binding transfer notice is signed by both sides, then the issuer's ROFR window runs."""
         await self._gate()
         notice = await self._generate([NOTICE])
+        self.awaiting |= set(notice.document_ids)  # listed by the state query from the stage's first moment
         await self._advance(
             DealStage.AWAITING_ISSUER,
             "platform",
@@ -166,6 +167,7 @@ class DealExecutionWorkflow:
         kinds = [k for k in BUYER_DOCUMENTS if not (k == "joinder" and self.buyer_id == self.params.company_id)]
         generated = await self._generate(kinds)
         await self._advance(DealStage.DOCUMENTS_GENERATED, "platform", f"generated {', '.join(kinds)}")
+        self.awaiting |= set(generated.document_ids)
         await self._advance(
             DealStage.AWAITING_SIGNATURES,
             "platform",
@@ -257,7 +259,7 @@ class DealExecutionWorkflow:
             raise DealCancelledError(self.cancel_request.reason, f"deal_manager:{self.cancel_request.actor_id}")
 
     async def _collect_signatures(self, document_ids: list[uuid.UUID]) -> None:
-        self.awaiting |= set(document_ids)
+        """Wait for the documents (already in `awaiting`) to be signed, sending reminders until the deadline."""
         deadlines = self.params.deadlines
         remaining = timedelta(days=deadlines.signature_days)
         step = timedelta(days=deadlines.reminder_days)
