@@ -164,15 +164,20 @@ async def through_issuer(
     await sign_all(handle, params.deal_id)
 
 
+async def to_funding(handle: WorkflowHandle[DealExecutionWorkflow, DealStage], params: DealWorkflowInput) -> None:
+    """The issuer waives and every document is signed: the deal awaits the buyer's money."""
+    await through_issuer(handle, params, IssuerDecision.WAIVE)
+    await at_stage(handle, DealStage.AWAITING_SIGNATURES)
+    await sign_all(handle, params.deal_id)
+    await at_stage(handle, DealStage.AWAITING_FUNDING)
+
+
 async def test_happy_path_moves_money_and_shares_once(
     time_skipping_env: WorkflowEnvironment, worker: str, people: Parties, sessions: SessionFactory
 ) -> None:
     params = await brokered_deal(sessions, people, quantity=100, price="12.50")
     handle = await start(time_skipping_env, worker, params)
-    await through_issuer(handle, params, IssuerDecision.WAIVE)
-    await at_stage(handle, DealStage.AWAITING_SIGNATURES)
-    await sign_all(handle, params.deal_id)
-    await at_stage(handle, DealStage.AWAITING_FUNDING)
+    await to_funding(handle, params)
     await fund(sessions, handle, params, people.buyer.id)
     await at_stage(handle, DealStage.SETTLING)
     done = await update_and_finish(handle, "confirm_settlement", SettlementConfirmation(actor_id=params.company_id))
@@ -328,10 +333,7 @@ async def test_funding_deadline_without_a_backup_bid_cancels_and_refunds_partial
 ) -> None:
     params = await brokered_deal(sessions, people, quantity=10, price="100")
     handle = await start(time_skipping_env, worker, params)
-    await through_issuer(handle, params, IssuerDecision.WAIVE)
-    await at_stage(handle, DealStage.AWAITING_SIGNATURES)
-    await sign_all(handle, params.deal_id)
-    await at_stage(handle, DealStage.AWAITING_FUNDING)
+    await to_funding(handle, params)
     async with transaction(sessions) as session:
         instructions = await payments.create_funding_instructions(
             session, deal_id=params.deal_id, buyer_id=people.buyer.id, amount=Money(amount=Decimal(1000)), reference="t"
@@ -439,10 +441,7 @@ async def test_a_defaulting_buyer_is_replaced_by_the_best_resting_bid(
     bid = await place(api, backup.headers, order_body(people.security_id, "buy", 10, "60.00"))
     params = await brokered_deal(sessions, people, quantity=10, price="50")
     handle = await start(time_skipping_env, worker, params)
-    await through_issuer(handle, params, IssuerDecision.WAIVE)
-    await at_stage(handle, DealStage.AWAITING_SIGNATURES)
-    await sign_all(handle, params.deal_id)
-    await at_stage(handle, DealStage.AWAITING_FUNDING)
+    await to_funding(handle, params)
     await time_skipping_env.sleep(timedelta(days=6))  # the first buyer never pays
 
     replaced = await eventually(
@@ -479,10 +478,7 @@ async def test_a_defaulting_matched_buyer_gives_back_the_fill_and_their_bid_is_w
     backup = await make_verified_buyer(api, compliance_headers=people.compliance)
     backup_bid = (await _order(sessions, backup.id, people, Side.BUY, "55")).order
     handle = await start(time_skipping_env, worker, params)
-    await through_issuer(handle, params, IssuerDecision.WAIVE)
-    await at_stage(handle, DealStage.AWAITING_SIGNATURES)
-    await sign_all(handle, params.deal_id)
-    await at_stage(handle, DealStage.AWAITING_FUNDING)
+    await to_funding(handle, params)
     await time_skipping_env.sleep(timedelta(days=6))  # the matched buyer never pays
     await eventually(lambda: state(handle), lambda s: s.buyer_id == backup.id, what="backup buyer")
 

@@ -18,8 +18,8 @@ ORDER_FILLED_SIGNAL = "order_filled"
 log = structlog.get_logger(__name__)
 
 
-async def signal_order_refresh(client: Client, order_id: uuid.UUID) -> bool:
-    """Ask the order's workflow to re-read its order; False if no such workflow runs (it needs nothing then).
+async def signal_order_refresh(client: Client, order_id: uuid.UUID) -> None:
+    """Ask the order's workflow to re-read its order; a workflow that no longer runs needs nothing.
 
     Any other failure (Temporal unreachable) raises, so a durable caller retries.
     """
@@ -30,8 +30,6 @@ async def signal_order_refresh(client: Client, order_id: uuid.UUID) -> bool:
     except RPCError as error:
         if error.status != RPCStatusCode.NOT_FOUND:
             raise
-        return False
-    return True
 
 
 async def _signal(client: Client, order_id: uuid.UUID) -> None:
