@@ -3,13 +3,16 @@
 The same key with the same body replays the first response; the same key with
 another body is a 409 problem; a key whose first request is still running is a
 409 too. Keys are scoped to the caller (its credentials) and the path, so two
-users never collide. Server errors are not recorded, so the client may retry.
+users never collide; a revoked token is no caller, so it replays nothing. Server
+errors are not recorded, so the client may retry. Identity routes (`/v1/auth/`)
+answer with credentials (tokens, TOTP secrets, recovery codes), which are never
+stored: they are safe to repeat without a key.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import delete
 from sqlmodel import col
@@ -27,19 +30,23 @@ from services.errors import DomainError
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 _REPLAYED_HEADERS = ("content-type", "location")
+UNRECORDED_PREFIX = "/v1/auth/"
 
 
-def default_scope(request: Request) -> str:
-    """The caller's identity for key scoping: the verified user (so a refreshed token keeps its keys), else a
-    hash of whatever credentials were sent (anonymous callers share one scope)."""
+async def default_scope(request: Request) -> str:
+    """The caller's identity for key scoping: the verified, unrevoked user (so a refreshed token keeps its keys),
+    else a hash of whatever credentials were sent (anonymous callers share one scope)."""
     credentials = request.headers.get("authorization", "")
     scheme, _, token = credentials.partition(" ")
     state = getattr(request.app.state, "pap", None)
     if scheme.lower() == "bearer" and token and state is not None:
         try:
-            return f"user:{state.keyring.verify(token).user_id}"
+            principal = state.keyring.verify(token)
         except DomainError:
             pass
+        else:
+            if not await state.is_revoked(principal):
+                return f"user:{principal.user_id}"
     return hashlib.sha256(credentials.encode()).hexdigest()
 
 
@@ -48,7 +55,7 @@ class IdempotencyMiddleware(BaseHTTPMiddleware):
         self,
         app: ASGIApp,
         sessions: Callable[[], SessionFactory],
-        scope_of: Callable[[Request], str] = default_scope,
+        scope_of: Callable[[Request], Awaitable[str]] = default_scope,
     ) -> None:
         super().__init__(app)
         self._sessions = sessions
@@ -56,7 +63,12 @@ class IdempotencyMiddleware(BaseHTTPMiddleware):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Requests without a key (most) go straight through, skipping BaseHTTPMiddleware's machinery."""
-        if scope["type"] != "http" or scope["method"] != "POST" or HEADER not in Headers(scope=scope):
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or HEADER not in Headers(scope=scope)
+            or scope["path"].startswith(UNRECORDED_PREFIX)
+        ):
             await self.app(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
@@ -72,7 +84,7 @@ class IdempotencyMiddleware(BaseHTTPMiddleware):
             )
         body = await request.body()
         request_hash = hashlib.sha256(body).hexdigest()
-        scope = f"{self._scope_of(request)}:{request.url.path}"
+        scope = f"{await self._scope_of(request)}:{request.url.path}"
         sessions = self._sessions()
 
         async with transaction(sessions) as session:

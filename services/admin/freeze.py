@@ -28,6 +28,17 @@ class NotFrozen(Conflict):
     title = "The account is not frozen"
 
 
+class OwnFreeze(Forbidden):
+    type = "own-freeze"
+    title = "Compliance cannot freeze or unfreeze their own account"
+
+
+def _not_own(user_id: uuid.UUID, actor_id: uuid.UUID) -> None:
+    """A frozen officer can still sign in; the freeze must be decided by someone else."""
+    if user_id == actor_id:
+        raise OwnFreeze("Another compliance officer must decide on a freeze of your own account.")
+
+
 async def _active(session: AsyncSession, user_id: uuid.UUID, *, lock: bool = False) -> AccountFreeze | None:
     query = select(AccountFreeze).where(AccountFreeze.user_id == user_id, col(AccountFreeze.lifted_at).is_(None))
     if lock:
@@ -53,6 +64,7 @@ async def freeze_account(
     """Freeze (idempotent: an already frozen account keeps its first freeze) and end every session."""
     from services import identity  # identity's audit trail imports this package: import late
 
+    _not_own(user_id, actor_id)
     await identity.get_user(session, user_id)
     freeze = await _active(session, user_id, lock=True)
     if freeze is None:
@@ -78,6 +90,7 @@ async def freeze_account(
 async def unfreeze_account(
     session: AsyncSession, *, user_id: uuid.UUID, actor_id: uuid.UUID, reason: str | None
 ) -> FreezeRead:
+    _not_own(user_id, actor_id)
     freeze = await _active(session, user_id, lock=True)
     if freeze is None:
         raise NotFrozen(f"The account {user_id} is not frozen.")

@@ -22,13 +22,18 @@ async def get_deal(session: AsyncSession, deal_id: uuid.UUID) -> Deal:
     return deal
 
 
+def reads_all_deals(principal: Principal) -> bool:
+    """Deal managers and compliance, once their MFA is enrolled (until then they see only their own deals)."""
+    return Permission.DEALS_READ_ALL in permissions_of(set(principal.roles)) and principal.mfa
+
+
 def can_view(deal: Deal, principal: Principal) -> bool:
-    """Participants, the company's issuer, deal managers and compliance see a deal; nobody else."""
-    if Permission.DEALS_READ_ALL in permissions_of(set(principal.roles)):
-        return True
-    if principal.user_id in (deal.buyer_id, deal.seller_id, deal.original_buyer_id):
-        return True
-    if str(principal.user_id) in deal.defaulted_buyer_ids:
+    """The current buyer and seller, the company's issuer, deal managers and compliance see a deal.
+
+    A buyer who was replaced (defaulted, or the issuer exercised its right of first refusal) is no
+    longer a participant: the deal now carries someone else's identity and payments.
+    """
+    if reads_all_deals(principal) or principal.user_id in (deal.buyer_id, deal.seller_id):
         return True
     return principal.has_role(Role.ISSUER) and principal.company_id == deal.company_id
 
@@ -52,12 +57,8 @@ async def list_deals(
 ) -> list[Deal]:
     """Deals visible to the caller, newest first."""
     query = select(Deal).order_by(col(Deal.created_at).desc(), col(Deal.id).desc()).limit(limit)
-    if Permission.DEALS_READ_ALL not in permissions_of(set(principal.roles)):
-        visible = [
-            col(Deal.buyer_id) == principal.user_id,
-            col(Deal.seller_id) == principal.user_id,
-            col(Deal.original_buyer_id) == principal.user_id,
-        ]
+    if not reads_all_deals(principal):
+        visible = [col(Deal.buyer_id) == principal.user_id, col(Deal.seller_id) == principal.user_id]
         if principal.has_role(Role.ISSUER) and principal.company_id:
             visible.append(col(Deal.company_id) == principal.company_id)
         query = query.where(or_(*visible))

@@ -107,6 +107,8 @@ async def _decide(
         raise HoldingNotFound(f"Holding {holding_id} does not exist.")
     if not (_is_compliance(principal) or _is_issuer_of(principal, holding.company_id)):
         raise NotHoldingVerifier("Only compliance or the issuer of this company may decide on this holding.")
+    if holding.owner_id == principal.user_id:
+        raise NotHoldingVerifier("You cannot decide on your own holding.")
     if holding.status == status.value:
         return holding_read(holding)
     if holding.status != HoldingStatus.PENDING_VERIFICATION.value:
