@@ -115,9 +115,7 @@ class DealActivities:
             buyer_party = Party(id=user.id, name=user.full_name)
             buyer = SignerSpec(user_id=user.id, role="buyer", name=user.full_name, email=user.email, order=2)
         total = _total(deal)
-        fee = Money(
-            amount=(total.amount * policy.transfer_fee_bps / 10_000).quantize(total.amount), currency=deal.currency
-        )
+        fee = Money(amount=payments.fee(total.amount, policy.transfer_fee_bps), currency=deal.currency)
         terms = DealTerms(
             deal_id=deal.id,
             company_id=deal.company_id,
@@ -248,18 +246,20 @@ class DealActivities:
 
     @activity.defn(name="deals.release_shares")
     async def release_shares(self, ref: DealRef) -> None:
-        """A brokered deal's own reservation is released; a matched deal's shares go back to its sell order."""
+        """A brokered deal's own reservation is released; a matched deal's shares go back to its sell order;
+        every fill the deal took (its orders', or a backup buyer's bid) is given back."""
         async with transaction(self.sessions) as session:
             deal = await deals.get_deal(session, ref.deal_id)
-            if deal.source == "matched":
-                await marketplace.on_deal_cancelled(session, deal_id=deal.id, reason=ref.reason)
-            else:
+            if deal.source != "matched":
                 await holdings.release_reservation(session, deal.reservation_reference)
+            await marketplace.on_deal_cancelled(session, deal_id=deal.id, reason=ref.reason)
 
     @activity.defn(name="deals.notify_buyer_replaced")
     async def notify_buyer_replaced(self, ref: DealRef) -> None:
+        """The company took the buyer (`ref.reason`) 's place: the buyer's bid gets its fill back; they are told."""
         async with transaction(self.sessions) as session:
             deal = await deals.get_deal(session, ref.deal_id)
+            live = await marketplace.give_back_replaced_buyer(session, deal_id=deal.id, buyer_id=uuid.UUID(ref.reason))
             await record_event(
                 session,
                 topic=topics.DEALS,
@@ -269,6 +269,7 @@ class DealActivities:
                 subject=str(deal.id),
                 data={"deal_id": str(deal.id), "replaced_buyer_id": ref.reason, "buyer_id": str(deal.company_id)},
             )
+        await refresh_order_workflows(activity.client(), live)
 
 
 async def _seller_reservation(session: AsyncSession, deal_id: uuid.UUID, recorded: str) -> str:

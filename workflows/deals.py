@@ -55,6 +55,9 @@ activity is retried elsewhere only once this much time has passed."""
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 MAX_BACKUP_BUYERS = 3
 
+FUNDED_BY_CURRENT_BUYER = "funded-by-current-buyer"
+"""Patch: funding counts only the current buyer's payment (a replaced buyer's late signal no longer does)."""
+
 NOTICE = "stock_transfer_notice"
 BUYER_DOCUMENTS = ["stock_transfer_agreement", "issuer_consent", "joinder"]
 
@@ -80,6 +83,10 @@ class DealExecutionWorkflow:
         self.cancel_request: CancelInput | None = None
         self.settlement_confirmed = False
         self.funded = False
+        """Any payment was reported funded: what runs started before FUNDED_BY_CURRENT_BUYER wait for."""
+        self.funded_payments: set[uuid.UUID] = set()
+        self.payment_id: uuid.UUID | None = None
+        """The current buyer's payment (from its funding instructions)."""
         self.signed: set[uuid.UUID] = set()
         self.awaiting: set[uuid.UUID] = set()
         self.declined: DocumentDeclined | None = None
@@ -180,9 +187,11 @@ class DealExecutionWorkflow:
     async def _funding(self) -> None:
         while True:
             await self._gate()
-            await self._activity(
+            payment_id: str = await self._activity(
                 DealActivities.create_funding, FundingRequest(deal_id=self.params.deal_id, payer_id=self.buyer_id)
             )
+            self.payment_id = uuid.UUID(payment_id)
+            by_current_buyer = workflow.patched(FUNDED_BY_CURRENT_BUYER)
             await self._advance(
                 DealStage.AWAITING_FUNDING,
                 "platform",
@@ -190,7 +199,8 @@ class DealExecutionWorkflow:
                 next_actor="buyer: fund the escrow",
                 deadline_days=self.params.deadlines.funding_days,
             )
-            if await self._wait(lambda: self.funded, timedelta(days=self.params.deadlines.funding_days)):
+            funded = self._current_buyer_funded if by_current_buyer else lambda: self.funded
+            if await self._wait(funded, timedelta(days=self.params.deadlines.funding_days)):
                 await self._record("payments", "escrow funded")
                 return
             self.defaulted.append(self.buyer_id)
@@ -203,6 +213,7 @@ class DealExecutionWorkflow:
             if backup is None:
                 raise DealCancelledError("the buyer missed the funding deadline and no backup bid exists")
             self.buyer_id = backup.buyer_id
+            self.payment_id = None
             await self._record("platform", f"trade offered to backup buyer {backup.buyer_id} (order {backup.order_id})")
             await self._documents_and_signatures()
 
@@ -228,7 +239,7 @@ class DealExecutionWorkflow:
     # -- compensation ---------------------------------------------------------------
 
     async def _compensate(self, cancelled: DealCancelledError) -> None:
-        self.cancel_reason = cancelled.reason
+        self.cancel_reason = cancelled.reason  # from here on no settlement confirmation is accepted
         ref = DealRef(deal_id=self.params.deal_id, reason=cancelled.reason)
         await self._activity(DealActivities.void_signatures, ref)
         await self._activity(DealActivities.refund_escrow, ref)
@@ -292,6 +303,10 @@ class DealExecutionWorkflow:
     def payment_received(self, payment: PaymentReceived) -> None:
         if payment.funded:
             self.funded = True
+            self.funded_payments.add(payment.payment_id)
+
+    def _current_buyer_funded(self) -> bool:
+        return self.payment_id is not None and self.payment_id in self.funded_payments
 
     @workflow.signal(name="place_hold")
     def place_hold(self, hold: HoldInput) -> None:
@@ -315,6 +330,8 @@ class DealExecutionWorkflow:
 
     @workflow.update(name="confirm_settlement")
     async def confirm_settlement(self, confirmation: SettlementConfirmation) -> DealState:
+        if self._cancelling():  # a cancel accepted in the same workflow task, before this handler ran
+            raise ApplicationError("the deal is being cancelled", type="DealStageConflict")
         self.settlement_confirmed = True
         await workflow.wait_condition(lambda: self.stage in TERMINAL_STAGES)
         return self.state()
@@ -323,9 +340,15 @@ class DealExecutionWorkflow:
     def _validate_settlement(self, confirmation: SettlementConfirmation) -> None:
         if self.stage is not DealStage.SETTLING or self.settlement_confirmed:
             raise ApplicationError(f"the deal is {self.stage.value}, not awaiting settlement", type="DealStageConflict")
+        if self._cancelling():
+            raise ApplicationError("the deal is being cancelled", type="DealStageConflict")
 
     @workflow.update(name="cancel")
     async def cancel(self, request: CancelInput) -> DealState:
+        if self.settlement_confirmed:  # a confirmation accepted in the same workflow task, before this handler ran
+            raise ApplicationError(
+                "the transfer is confirmed; the deal can no longer be cancelled", type="DealStageConflict"
+            )
         self.cancel_request = request
         await workflow.wait_condition(lambda: self.stage in TERMINAL_STAGES)
         return self.state()
@@ -336,8 +359,12 @@ class DealExecutionWorkflow:
             raise ApplicationError(
                 f"the deal is {self.stage.value} and can no longer be cancelled", type="DealStageConflict"
             )
-        if self.cancel_request is not None:
+        if self._cancelling():
             raise ApplicationError("a cancellation is already under way", type="DealStageConflict")
+
+    def _cancelling(self) -> bool:
+        """A cancel was requested, or a failure (a deadline, a decline) started the compensations."""
+        return self.cancel_request is not None or self.cancel_reason is not None
 
     @workflow.query(name="state")
     def state(self) -> DealState:
@@ -347,7 +374,7 @@ class DealExecutionWorkflow:
             buyer_id=self.buyer_id,
             on_hold=self.on_hold,
             issuer_decision=self.issuer_decision.decision if self.issuer_decision else None,
-            funded=self.funded,
+            funded=self._current_buyer_funded(),
             signed_documents=sorted(self.signed),
             pending_documents=sorted(self.awaiting - self.signed),
             defaulted_buyers=list(self.defaulted),

@@ -184,8 +184,9 @@ async def issuer_decision(
 async def funding_instructions(deal_id: uuid.UUID, principal: CurrentUser, session: SessionDep) -> FundingInstructions:
     """The buyer's payment instructions (created by the workflow when the deal awaits funding)."""
     deal = await deals.deal_for_viewer(session, deal_id, principal)
-    if principal.user_id != deal.buyer_id:
-        raise Forbidden("Only the deal's buyer funds it.")
+    company_buys = deal.buyer_id == deal.company_id and principal.has_role(Role.ISSUER)
+    if principal.user_id != deal.buyer_id and not (company_buys and principal.company_id == deal.company_id):
+        raise Forbidden("Only the deal's buyer funds it (the company's issuer, when it exercised its ROFR).")
     if deal.stage != DealStage.AWAITING_FUNDING.value:
         raise DealStageConflict(f"The deal is {deal.stage}, not awaiting funding.")
     return await payments.create_funding_instructions(

@@ -98,7 +98,8 @@ async def record_stage(session: AsyncSession, change: StageChange) -> bool:
     deal.stage = change.stage.value
     deal.updated_at = utcnow()
     if change.buyer_id is not None and change.buyer_id != deal.buyer_id:
-        deal.defaulted_buyer_ids = [*deal.defaulted_buyer_ids, str(deal.buyer_id)]
+        if change.buyer_id != deal.company_id:  # the company takes a buyer's place only by its ROFR, not a default
+            deal.defaulted_buyer_ids = [*deal.defaulted_buyer_ids, str(deal.buyer_id)]
         deal.buyer_id = change.buyer_id
     if change.on_hold is not None:
         deal.on_hold = change.on_hold

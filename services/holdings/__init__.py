@@ -21,7 +21,7 @@ from services.holdings.positions import (
     verify_holding,
 )
 from services.holdings.queue import pending_verifications
-from services.holdings.reservations import get_reservation, release_reservation, reserve_shares
+from services.holdings.reservations import get_reservation, move_reservation, release_reservation, reserve_shares
 from services.holdings.transfers import consume_reservation_and_transfer, get_transfer
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "get_transfer",
     "list_holdings",
     "list_movements",
+    "move_reservation",
     "pending_verifications",
     "reject_holding",
     "release_reservation",

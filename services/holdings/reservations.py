@@ -205,3 +205,28 @@ async def release_reservation(
         },
     )
     return reservation_read(reservation)
+
+
+async def move_reservation(
+    session: AsyncSession, reference: str, new_reference: str, *, add: int, idempotency_key: str
+) -> ReservationRead:
+    """Re-reserve what `reference` still holds, plus `add` more shares, under `new_reference` (a sell order grows).
+
+    What the old reservation still holds is read under the owner's position locks, which a settlement
+    consuming it takes too: shares transferred meanwhile are never reserved again.
+    """
+    found = await find_reservation(session, reference)
+    if found is None:
+        raise ReservationNotFound(f"No reservation with reference {reference!r}.")
+    await lock_verified_positions(session, found.owner_id, found.security_id)
+    current = await find_reservation(session, reference, for_update=True)
+    assert current is not None
+    held = current.quantity - current.released_quantity - current.consumed_quantity
+    await release_reservation(session, reference, idempotency_key=idempotency_key)
+    return await reserve_shares(
+        session,
+        owner_id=current.owner_id,
+        security_id=current.security_id,
+        quantity=held + add,
+        reference=new_reference,
+    )

@@ -143,10 +143,7 @@ async def drop_defaulted_buyer(
     order withdrawn (`cancelled`), so a defaulter's bid neither keeps shares it never paid for nor stays
     on the book to default again. Idempotent. Returns the orders that were live (their workflows re-read them).
     """
-    fills = [(f, o) for f, o in await _active_bid_fills(session, deal_id) if o.user_id == buyer_id]
-    if not fills:
-        return []
-    await lock_security(session, fills[0][1].security_id)
+    fills = await _buyer_fills(session, deal_id, buyer_id)
     withdrawn: list[uuid.UUID] = []
     for fill, stale in fills:
         order = await load_order(session, stale.id, for_update=True)
@@ -161,8 +158,37 @@ async def drop_defaulted_buyer(
         session.add(order)
         await session.flush()
         await emit_order(session, ORDER_CANCELLED, order)
-    await emit_book_changed(session, fills[0][1].security_id)
+    if fills:
+        await emit_book_changed(session, fills[0][1].security_id)
     return withdrawn
+
+
+async def give_back_replaced_buyer(
+    session: AsyncSession, *, deal_id: uuid.UUID, buyer_id: uuid.UUID
+) -> list[uuid.UUID]:
+    """The company exercised its right of first refusal and took the buyer's place: the buyer's fill is
+    given back (a live bid gets the quantity back on the book, a filled one is cancelled). Idempotent.
+    Returns the orders that were live (their workflows re-read them)."""
+    fills = await _buyer_fills(session, deal_id, buyer_id)
+    live: list[uuid.UUID] = []
+    for fill, stale in fills:
+        order = await load_order(session, stale.id, for_update=True)
+        if is_live(order):
+            live.append(order.id)
+        await _give_back(
+            session, order, fill, deal_id, f"the company exercised its right of first refusal on deal {deal_id}"
+        )
+    if fills:
+        await emit_book_changed(session, fills[0][1].security_id)
+    return live
+
+
+async def _buyer_fills(session: AsyncSession, deal_id: uuid.UUID, buyer_id: uuid.UUID) -> list[tuple[Fill, Order]]:
+    """The deal's fills still in force on `buyer_id`'s bids, with the security locked (as matching locks it)."""
+    fills = [(f, o) for f, o in await _active_bid_fills(session, deal_id) if o.user_id == buyer_id]
+    if fills:
+        await lock_security(session, fills[0][1].security_id)
+    return fills
 
 
 async def on_deal_closed(session: AsyncSession, *, deal_id: uuid.UUID) -> None:
@@ -193,7 +219,7 @@ async def on_deal_cancelled(session: AsyncSession, *, deal_id: uuid.UUID, reason
     fills = list((await session.execute(fills_query.with_for_update())).scalars())
     for fill in sorted(fills, key=lambda f: str(f.order_id)):
         order = await load_order(session, fill.order_id, for_update=True)
-        await _give_back(session, order, fill, deal_id, reason)
+        await _give_back(session, order, fill, deal_id, f"deal cancelled: {reason}")
     if trade is not None and trade.status != TradeStatus.CANCELLED.value:
         trade.status = TradeStatus.CANCELLED.value
         trade.closed_at = utcnow()
@@ -203,7 +229,7 @@ async def on_deal_cancelled(session: AsyncSession, *, deal_id: uuid.UUID, reason
     await emit_book_changed(session, security_id)
 
 
-async def _give_back(session: AsyncSession, order: Order, fill: Fill, deal_id: uuid.UUID, reason: str) -> None:
+async def _give_back(session: AsyncSession, order: Order, fill: Fill, deal_id: uuid.UUID, status_reason: str) -> None:
     live = is_live(order)
     if not live and order.side == Side.SELL.value and order.reservation_reference:
         await holdings.release_reservation(
@@ -216,7 +242,7 @@ async def _give_back(session: AsyncSession, order: Order, fill: Fill, deal_id: u
         order.status = fill_status(order)
     elif order.status == OrderStatus.FILLED.value:
         order.status = OrderStatus.CANCELLED.value
-        order.status_reason = f"deal cancelled: {reason}"[:200]
+        order.status_reason = status_reason[:200]
     order.updated_at = utcnow()
     session.add(order)
     await session.flush()

@@ -139,13 +139,8 @@ async def _move_reservation(session: AsyncSession, order: Order, new_quantity: i
             session, order.reservation_reference, -delta, idempotency_key=f"amend:{order.id}:v{version}"
         )
         return
-    current = await holdings.get_reservation(session, order.reservation_reference)
-    held = current.outstanding_quantity
-    await holdings.release_reservation(
-        session, order.reservation_reference, idempotency_key=f"amend:{order.id}:v{version}"
-    )
     reference = f"order:{order.id}:v{version}"
-    await holdings.reserve_shares(
-        session, owner_id=order.user_id, security_id=order.security_id, quantity=held + delta, reference=reference
+    await holdings.move_reservation(
+        session, order.reservation_reference, reference, add=delta, idempotency_key=f"amend:{order.id}:v{version}"
     )
     order.reservation_reference = reference

@@ -307,7 +307,8 @@ async def _update(
     )
 
 
-def _fee(gross: Decimal, bps: int) -> Decimal:
+def fee(gross: Decimal, bps: int) -> Decimal:
+    """A fee of `bps` basis points, half-even to the cent: what documents state is what the ledger books."""
     return (gross * bps / Decimal(10_000)).quantize(CENT, rounding=ROUND_HALF_EVEN)
 
 
@@ -329,8 +330,8 @@ async def release_escrow_to_seller(
         raise InvalidInput("Fees are between 0 and 10000 basis points.")
     amount = _positive(gross)
     currency = gross.currency
-    platform_fee = _fee(amount, platform_fee_bps)
-    company_fee = _fee(amount, company_fee_bps) if company_id is not None else ZERO
+    platform_fee = fee(amount, platform_fee_bps)
+    company_fee = fee(amount, company_fee_bps) if company_id is not None else ZERO
     net = amount - platform_fee - company_fee
     if net < 0:
         raise InvalidInput("The fees exceed the gross amount.")
