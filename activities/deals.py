@@ -69,12 +69,9 @@ class DealActivities:
     async def confirm_participants(self, check: ParticipantsCheck) -> CheckResult:
         reasons: list[str] = []
         async with transaction(self.sessions) as session:
-            eligibility = await profiles.buyer_eligibility(session, check.buyer_id)
-            if not eligibility.eligible:
-                reasons += [f"buyer: {r}" for r in eligibility.reasons] or ["buyer is not eligible"]
-            for role, party in (("buyer", check.buyer_id), ("seller", check.seller_id)):
-                if await is_frozen(session, party):
-                    reasons.append(f"{role}: the account is frozen by compliance")
+            reasons += await _buyer_ineligibility(session, check.buyer_id)
+            if await is_frozen(session, check.seller_id):
+                reasons.append("seller: the account is frozen by compliance")
             reference = await _seller_reservation(session, check.deal_id, check.reservation_reference)
             try:
                 reservation = await holdings.get_reservation(session, reference)
@@ -174,15 +171,22 @@ class DealActivities:
         async with transaction(self.sessions) as session:
             deal = await deals.get_deal(session, ref.deal_id)
             defaulter = deal.buyer_id  # the projection moves to the backup only after this step
-            candidate = await marketplace.backup_taken(
-                session, deal_id=deal.id, buyer_id=defaulter, defaulted=excluded
-            ) or await marketplace.best_resting_bid(
-                session,
-                security_id=deal.security_id,
-                min_price=Money(amount=deal.price_amount, currency=deal.currency),
-                quantity=deal.quantity,
-                exclude_user_ids=excluded | {deal.seller_id, defaulter},
-            )
+            candidate = await marketplace.backup_taken(session, deal_id=deal.id, buyer_id=defaulter, defaulted=excluded)
+            passed_over = excluded | {deal.seller_id, defaulter}
+            while candidate is None:
+                bid = await marketplace.best_resting_bid(
+                    session,
+                    security_id=deal.security_id,
+                    min_price=Money(amount=deal.price_amount, currency=deal.currency),
+                    quantity=deal.quantity,
+                    exclude_user_ids=passed_over,
+                )
+                if bid is None:
+                    break
+                if await _buyer_ineligibility(session, bid.user_id):  # KYC, accreditation or a freeze since the bid
+                    passed_over.add(bid.user_id)
+                else:
+                    candidate = bid
             if candidate is None:
                 return None
             await marketplace.take_backup_bid(
@@ -270,6 +274,15 @@ class DealActivities:
                 data={"deal_id": str(deal.id), "replaced_buyer_id": ref.reason, "buyer_id": str(deal.company_id)},
             )
         await refresh_order_workflows(activity.client(), live)
+
+
+async def _buyer_ineligibility(session: AsyncSession, buyer_id: uuid.UUID) -> list[str]:
+    """Why `buyer_id` may not buy now (approved KYC, unexpired accreditation, no freeze); empty when they may."""
+    eligibility = await profiles.buyer_eligibility(session, buyer_id)
+    reasons = [] if eligibility.eligible else [f"buyer: {r}" for r in eligibility.reasons] or ["buyer is not eligible"]
+    if await is_frozen(session, buyer_id):
+        reasons.append("buyer: the account is frozen by compliance")
+    return reasons
 
 
 async def _seller_reservation(session: AsyncSession, deal_id: uuid.UUID, recorded: str) -> str:

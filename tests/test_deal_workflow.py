@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from sqlalchemy import text
 from temporalio import activity
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -456,6 +457,35 @@ async def test_a_defaulting_buyer_is_replaced_by_the_best_resting_bid(
     order = (await api.get(f"/v1/orders/{bid['id']}", headers=backup.headers)).json()
     assert order["status"] == "filled"
     await save_if_recording(time_skipping_env.client, f"deal-{params.deal_id}", "DealExecution--backup-buyer")
+
+
+async def test_a_backup_bidder_no_longer_eligible_is_passed_over_for_the_next_bid(
+    time_skipping_env: WorkflowEnvironment,
+    worker: str,
+    people: Parties,
+    sessions: SessionFactory,
+    api: httpx.AsyncClient,
+) -> None:
+    lapsed = await make_verified_buyer(api, compliance_headers=people.compliance)
+    lapsed_bid = await place(api, lapsed.headers, order_body(people.security_id, "buy", 10, "70.00"))
+    backup = await make_verified_buyer(api, compliance_headers=people.compliance)
+    await place(api, backup.headers, order_body(people.security_id, "buy", 10, "60.00"))
+    async with transaction(sessions) as session:  # the best bidder's accreditation lapsed while the bid rested
+        await session.execute(
+            text("UPDATE profiles.accreditation SET expires_at = now() - interval '1 day' WHERE user_id = :u"),
+            {"u": lapsed.id},
+        )
+    params = await brokered_deal(sessions, people, quantity=10, price="50")
+    handle = await start(time_skipping_env, worker, params)
+    await to_funding(handle, params)
+    await time_skipping_env.sleep(timedelta(days=6))  # the first buyer never pays
+
+    await eventually(
+        lambda: state(handle), lambda s: s.buyer_id == backup.id and bool(s.pending_documents), what="backup buyer"
+    )
+    untouched = (await api.get(f"/v1/orders/{lapsed_bid['id']}", headers=lapsed.headers)).json()
+    assert untouched["status"] == "open" and untouched["filled_quantity"] == 0, untouched
+    await backup_closes_the_deal(handle, params, sessions, people, backup.id)
 
 
 async def _order(sessions: SessionFactory, user_id: uuid.UUID, p: Parties, side: Side, price: str) -> OrderOutcome:
