@@ -200,3 +200,39 @@ async def test_identity_responses_are_never_recorded_for_replay(
             await session.exec(select(IdempotencyRecord).where(IdempotencyRecord.key == key["Idempotency-Key"]))
         ).all()
     assert stored == []  # the TOTP secret is not kept in the idempotency table
+
+
+# --- a buyer or seller never acts for the issuer, the platform or compliance on their own deal ---------
+
+
+async def test_a_party_to_a_deal_cannot_decide_confirm_cancel_or_hold_it(
+    api: httpx.AsyncClient, sessions: SessionFactory, token_for: TokenFor
+) -> None:
+    company_id, security_id = await new_security(sessions)
+    seller, buyer = uuid.uuid4(), uuid.uuid4()
+    deal_id = await _deal_row(sessions, seller_id=seller, buyer_id=buyer, company_id=company_id)
+    founder_selling = token_for(seller, Role.INVESTOR, Role.ISSUER, company_id=company_id)
+    manager_buying = token_for(buyer, Role.INVESTOR, Role.DEAL_MANAGER)
+    officer_selling = token_for(seller, Role.INVESTOR, Role.COMPLIANCE)
+
+    attempts = [
+        await api.post(f"/v1/deals/{deal_id}/issuer-decision", json={"decision": "waive"}, headers=founder_selling),
+        await api.post(f"/v1/deals/{deal_id}/settlement/confirm", headers=founder_selling),
+        await api.post(f"/v1/deals/{deal_id}/cancel", json={"reason": "mine"}, headers=manager_buying),
+        await api.post(f"/v1/compliance/deals/{deal_id}/hold", json={"reason": "mine"}, headers=officer_selling),
+        await api.post(
+            "/v1/deals",
+            json={
+                "security_id": str(security_id),
+                "seller_id": str(uuid.uuid4()),
+                "buyer_id": str(buyer),
+                "quantity": 10,
+                "price": {"amount": "10.00", "currency": "USD"},
+            },
+            headers=manager_buying,
+        ),
+    ]
+    assert [(r.status_code, _type(r)) for r in attempts] == [(403, "party-to-the-deal")] * 5, [r.text for r in attempts]
+    async with sessions() as session:
+        unchanged = await deals.get_deal(session, deal_id)
+    assert unchanged.stage == DealStage.CREATED.value and not unchanged.on_hold

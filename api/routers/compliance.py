@@ -75,7 +75,8 @@ async def freeze_status(user_id: uuid.UUID, principal: Reviewer, session: Sessio
 async def _hold(
     deal_id: uuid.UUID, reason: str, principal: Principal, session: SessionDep, temporal: TemporalDep, *, place: bool
 ) -> dict[str, Any]:
-    await deals.get_deal(session, deal_id)
+    deal = await deals.get_deal(session, deal_id)
+    deals.ensure_not_a_party(principal, deal.buyer_id, deal.seller_id)
     await ops.signal_hold(temporal, deal_id, HoldInput(actor_id=principal.user_id, reason=reason), place=place)
     on_hold = await ops.record_hold(session, deal_id, actor_id=principal.user_id, reason=reason, place=place)
     return {"deal_id": str(deal_id), "on_hold": on_hold, "reason": reason}

@@ -64,6 +64,7 @@ async def create_brokered_deal(
     """A deal arranged by a deal manager: the seller's shares are reserved now, the workflow does the rest."""
     deal_id = uuid.uuid4()
     reference = f"deal:{deal_id}"
+    deals.ensure_not_a_party(principal, body.buyer_id, body.seller_id)
     async with transaction(sessions) as session:
         for role, user_id in (("seller_id", body.seller_id), ("buyer_id", body.buyer_id)):
             try:
@@ -211,12 +212,14 @@ async def confirm_settlement(
 async def cancel_deal(
     deal_id: uuid.UUID, body: CancelRequest, principal: DealManager, session: SessionDep, temporal: TemporalDep
 ) -> DealState:
-    await deals.deal_for_viewer(session, deal_id, principal)
+    deal = await deals.deal_for_viewer(session, deal_id, principal)
+    deals.ensure_not_a_party(principal, deal.buyer_id, deal.seller_id)
     return await _update(temporal, deal_id, "cancel", CancelInput(reason=body.reason, actor_id=principal.user_id))
 
 
 def _require_issuer_or_manager(principal: Principal, deal: Deal) -> None:
-    """The company's issuer, or a deal manager (who must have used MFA)."""
+    """The company's issuer, or a deal manager (who must have used MFA); neither may be a party to the deal."""
+    deals.ensure_not_a_party(principal, deal.buyer_id, deal.seller_id)
     if principal.has_role(Role.ISSUER) and principal.company_id == deal.company_id:
         return
     if principal.has_role(Role.DEAL_MANAGER):

@@ -4,6 +4,7 @@ from services.deals.lifecycle import create_deal, record_stage, workflow_input
 from services.deals.queries import (
     deal_for_viewer,
     deals_created_between,
+    ensure_not_a_party,
     get_deal,
     list_deals,
     open_deals,
@@ -15,6 +16,7 @@ __all__ = [
     "create_deal",
     "deal_for_viewer",
     "deals_created_between",
+    "ensure_not_a_party",
     "get_deal",
     "list_deals",
     "open_deals",

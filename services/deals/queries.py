@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.deals import Deal, DealTimelineEntry
 from services.deals.changes import announce
+from services.deals.errors import PartyToTheDeal
 from services.errors import NotFound
 from services.identity.permissions import Permission, Role, permissions_of
 from services.identity.tokens import Principal
@@ -36,6 +37,12 @@ def can_view(deal: Deal, principal: Principal) -> bool:
     if reads_all_deals(principal) or principal.user_id in (deal.buyer_id, deal.seller_id):
         return True
     return principal.has_role(Role.ISSUER) and principal.company_id == deal.company_id
+
+
+def ensure_not_a_party(principal: Principal, buyer_id: uuid.UUID, seller_id: uuid.UUID) -> None:
+    """Whoever decides for the issuer, confirms, cancels or holds a deal must not be buying or selling in it."""
+    if principal.user_id in (buyer_id, seller_id):
+        raise PartyToTheDeal("You are the buyer or seller in this deal; someone else must act on it.")
 
 
 async def deal_for_viewer(session: AsyncSession, deal_id: uuid.UUID, principal: Principal) -> Deal:
