@@ -4,9 +4,9 @@ The same key with the same body replays the first response; the same key with
 another body is a 409 problem; a key whose first request is still running is a
 409 too. Keys are scoped to the caller (its credentials) and the path, so two
 users never collide; a revoked token is no caller, so it replays nothing. Server
-errors are not recorded, so the client may retry. Identity routes (`/v1/auth/`)
-answer with credentials (tokens, TOTP secrets, recovery codes), which are never
-stored: they are safe to repeat without a key.
+errors are not recorded, so the client may retry. The routes that answer with
+credentials (tokens, TOTP secrets, recovery codes) are never recorded: nothing
+secret is stored, and they are safe to repeat without a key.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from services.errors import DomainError
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 _REPLAYED_HEADERS = ("content-type", "location")
-UNRECORDED_PREFIX = "/v1/auth/"
+CREDENTIAL_ROUTES = ("/v1/auth/token", "/v1/auth/refresh", "/v1/auth/mfa/")
 
 
 async def default_scope(request: Request) -> str:
@@ -67,7 +67,7 @@ class IdempotencyMiddleware(BaseHTTPMiddleware):
             scope["type"] != "http"
             or scope["method"] != "POST"
             or HEADER not in Headers(scope=scope)
-            or scope["path"].startswith(UNRECORDED_PREFIX)
+            or scope["path"].startswith(CREDENTIAL_ROUTES)
         ):
             await self.app(scope, receive, send)
             return

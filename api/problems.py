@@ -36,8 +36,7 @@ def problem_response(
         "title": title,
         "status": status,
     }
-    if detail:
-        body["detail"] = detail
+    body["detail"] = detail or title  # always present: clients may show it as is
     if errors is not None:
         body["errors"] = errors
     request_id = request_id_var.get()

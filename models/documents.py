@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 import uuid
 from datetime import datetime
 from enum import StrEnum
@@ -220,6 +221,8 @@ class SignBody(BaseModel):
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("signature_name must not be blank")
+        if any(unicodedata.category(c).startswith("C") for c in value):  # line breaks would forge certificate lines
+            raise ValueError("signature_name must be one line of printable text")
         return value.strip()
 
 

@@ -15,12 +15,12 @@ position of the seller.
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import BigInteger, CheckConstraint, Column, Date, ForeignKey, Index, Numeric, String, Text
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
@@ -183,6 +183,21 @@ class HoldingCreate(BaseModel):
     quantity: int = Field(gt=0, le=10**15)
     cost_basis: Money | None = None
     acquisition_date: date | None = None
+
+    @field_validator("cost_basis")
+    @classmethod
+    def _not_negative(cls, value: Money | None) -> Money | None:
+        if value is not None and value.amount < 0:
+            raise ValueError("cost_basis must not be negative")
+        return value
+
+    @field_validator("acquisition_date")
+    @classmethod
+    def _not_in_the_future(cls, value: date | None) -> date | None:
+        """Shares already held were acquired by today (anywhere on Earth: a day of slack past UTC)."""
+        if value is not None and value > datetime.now(UTC).date() + timedelta(days=1):
+            raise ValueError("acquisition_date must not be in the future")
+        return value
 
 
 class HoldingDecision(BaseModel):

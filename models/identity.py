@@ -131,7 +131,7 @@ class TotpEnrolment(BaseModel):
 
 
 class TotpVerifyRequest(BaseModel):
-    code: str = Field(pattern=r"^\d{6}$")
+    code: str = Field(pattern=r"^[0-9]{6}$")
 
 
 class TotpVerified(BaseModel):

@@ -145,7 +145,7 @@ class KycSubmit(BaseModel):
     legal_name: str = Field(min_length=1, max_length=200)
     date_of_birth: date
     country: str = CountryCode
-    tax_id_last4: str = Field(pattern=r"^\d{4}$")
+    tax_id_last4: str = Field(pattern=r"^[0-9]{4}$")
 
     @model_validator(mode="after")
     def _plausible_birth_date(self) -> KycSubmit:

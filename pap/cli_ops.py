@@ -108,8 +108,13 @@ def deals_cancel(
     token: str | None = TokenOption,
     api: str | None = ApiOption,
 ) -> None:
-    """Cancel through the ops endpoint (the workflow runs its compensations first)."""
-    state = call("POST", f"/v1/ops/deals/{deal_id}/cancel", token=token, api=api, json={"reason": reason})
+    """Cancel as a deal manager (the workflow runs its compensations before it answers)."""
+    _print_cancelled(
+        deal_id, reason, call("POST", f"/v1/deals/{deal_id}/cancel", token=token, api=api, json={"reason": reason})
+    )
+
+
+def _print_cancelled(deal_id: str, reason: str, state: dict[str, Any]) -> None:
     out.print(f"deal {deal_id}: {state['stage']} ({state.get('cancel_reason') or reason})")
 
 
@@ -158,6 +163,17 @@ def register_ops_commands(ops: typer.Typer) -> None:
         """Place a compliance hold: the deal pauses at its next step."""
         result = call("POST", f"/v1/compliance/deals/{deal_id}/hold", token=token, api=api, json={"reason": reason})
         out.print(f"deal {deal_id}: on hold = {result['on_hold']}")
+
+    @ops.command("cancel")
+    def ops_cancel(
+        deal_id: str,
+        reason: str = typer.Option(..., help="Why (recorded in the audit log)"),
+        token: str | None = TokenOption,
+        api: str | None = ApiOption,
+    ) -> None:
+        """Cancel a deal as ops (audited as an ops action; compensations run before it answers)."""
+        state = call("POST", f"/v1/ops/deals/{deal_id}/cancel", token=token, api=api, json={"reason": reason})
+        _print_cancelled(deal_id, reason, state)
 
     @ops.command("lift")
     def ops_lift(

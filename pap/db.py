@@ -40,6 +40,11 @@ async def transaction(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def lock_for_transaction(session: AsyncSession, key: str) -> None:
+    """Serialize transactions on `key` (a transaction-scoped advisory lock, released at commit or rollback)."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+
+
 async def insert_unless_conflict(
     session: AsyncSession,
     model: type[SQLModel],

@@ -186,7 +186,7 @@ async def test_a_logged_out_token_replays_no_recorded_response(
     assert replay.status_code == 401 and "idempotent-replayed" not in replay.headers, replay.text
 
 
-async def test_identity_responses_are_never_recorded_for_replay(
+async def test_credential_responses_are_never_recorded_for_replay_but_registration_is(
     api: httpx.AsyncClient, sessions: SessionFactory
 ) -> None:
     user = await register_and_login(api)
@@ -200,6 +200,23 @@ async def test_identity_responses_are_never_recorded_for_replay(
             await session.exec(select(IdempotencyRecord).where(IdempotencyRecord.key == key["Idempotency-Key"]))
         ).all()
     assert stored == []  # the TOTP secret is not kept in the idempotency table
+
+    signup = {"Idempotency-Key": f"authz-{uuid.uuid4()}"}
+    body = {
+        "email": f"replay-{uuid.uuid4().hex[:8]}@example.com",
+        "password": "a long enough passphrase 42",
+        "full_name": "Re Play",
+    }
+    created = await api.post("/v1/auth/register", json=body, headers=signup)
+    again = await api.post("/v1/auth/register", json=body, headers=signup)
+    other = await api.post("/v1/auth/register", json=body | {"full_name": "Someone Else"}, headers=signup)
+    assert created.status_code == 201, created.text
+    assert (again.status_code, again.json()["id"], again.headers.get("idempotent-replayed")) == (
+        201,
+        created.json()["id"],
+        "true",
+    )
+    assert other.status_code == 409  # the contract: same key, another body
 
 
 # --- a buyer or seller never acts for the issuer, the platform or compliance on their own deal ---------

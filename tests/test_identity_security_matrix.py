@@ -94,6 +94,20 @@ async def test_privileged_role_without_mfa_gets_mfa_required(api: httpx.AsyncCli
         assert response.status_code == 403 and response.json()["type"].endswith("mfa-required"), path
 
 
+async def test_deal_manager_without_mfa_gets_mfa_required_on_deal_actions(
+    api: httpx.AsyncClient, token_for: Headers
+) -> None:
+    no_mfa = token_for(uuid.uuid4(), Role.DEAL_MANAGER, mfa=False)
+    deal_id = uuid.uuid4()
+    for path, body in (
+        (f"/v1/deals/{deal_id}/issuer-decision", {"decision": "waive"}),
+        (f"/v1/deals/{deal_id}/settlement/confirm", None),
+        (f"/v1/deals/{deal_id}/cancel", {"reason": "x"}),
+    ):
+        response = await api.post(path, json=body, headers=no_mfa)
+        assert response.status_code == 403 and response.json()["type"].endswith("mfa-required"), (path, response.text)
+
+
 async def test_another_users_accreditation_is_hidden(api: httpx.AsyncClient) -> None:
     from tests.factories import register_and_login
 

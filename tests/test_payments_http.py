@@ -73,7 +73,12 @@ async def test_webhook_with_a_bad_or_missing_signature_is_401_and_has_no_effect(
         headers={"Content-Type": "application/json", "X-Signature": payments.sign("not-the-secret", body)},
     )
     missing = await api.post("/v1/payments/webhook", content=body, headers={"Content-Type": "application/json"})
-    for response in (forged, missing):
+    latin = await api.post(  # a header byte outside ASCII must not break the constant-time comparison
+        "/v1/payments/webhook",
+        content=body,
+        headers=[(b"Content-Type", b"application/json"), (b"X-Signature", "sha256=\u00e9".encode("latin-1"))],
+    )
+    for response in (forged, missing, latin):
         assert response.status_code == 401
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["type"].endswith("/invalid-signature")

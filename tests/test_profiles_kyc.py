@@ -109,6 +109,10 @@ async def test_webhook_with_a_bad_signature_is_401_and_a_replay_has_no_second_ef
     assert forged.status_code == 401
     unsigned = await api.post("/v1/profiles/kyc/webhook", content=raw)
     assert unsigned.status_code == 401
+    latin = await api.post(
+        "/v1/profiles/kyc/webhook", content=raw, headers=[(b"X-Signature", "\u00e9".encode("latin-1"))]
+    )
+    assert latin.status_code == 401  # a header byte outside ASCII is just a wrong signature
 
     first = await api.post("/v1/profiles/kyc/webhook", content=raw, headers={"X-Signature": sign(raw, secret)})
     assert first.status_code == 200 and first.json()["status"] == "accepted"

@@ -88,7 +88,7 @@ async def check_csrf(request: Request) -> None:
         ("application/x-www-form-urlencoded", "multipart/form-data")
     ):
         sent = str((await request.form()).get(CSRF_FIELD, ""))
-    if not cookie or not sent or not hmac.compare_digest(cookie, sent):
+    if not cookie or not sent or not hmac.compare_digest(cookie.encode(), sent.encode()):
         raise CsrfRejected("Reload the page and submit the form again.")
 
 
@@ -156,12 +156,36 @@ async def render(
     ctx: dict[str, Any] = {
         "principal": principal,
         "csrf": csrf_token(request),
+        "form_nonce": secrets.token_hex(16),
         "unread": unread,
         "errors": {},
         "form": {},
     }
     ctx.update(context or {})
     return templates.TemplateResponse(request, template, ctx, status_code=status_code)
+
+
+FORM_ONCE_SECONDS = 24 * 3600
+
+
+def _form_key(principal: Principal, nonce: str) -> str | None:
+    if not (0 < len(nonce) <= 64 and nonce.isascii() and nonce.isalnum()):
+        return None  # no nonce (or not one we issued): the form acts as submitted
+    return f"pap:web:form:{principal.user_id}:{nonce}"
+
+
+async def first_submission(request: Request, principal: Principal, nonce: str) -> bool:
+    """False when this form (its one-time `form_nonce`) was already submitted: a double click or a resubmit."""
+    key = _form_key(principal, nonce)
+    redis = request.app.state.pap.resources.redis
+    return key is None or bool(await redis.set(key, "1", nx=True, ex=FORM_ONCE_SECONDS))
+
+
+async def forget_submission(request: Request, principal: Principal, nonce: str) -> None:
+    """A submission that changed nothing (refused input) frees its nonce, so resending the same form acts."""
+    key = _form_key(principal, nonce)
+    if key is not None:
+        await request.app.state.pap.resources.redis.delete(key)
 
 
 def redirect(url: str) -> RedirectResponse:

@@ -7,12 +7,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
 from temporalio.service import RPCError
 
 from api.deps import SessionsDep, SettingsDep, StoreDep, TemporalDep
 from api.routers import deals as deals_api
 from api.routers.documents import pdf_response, request_context
 from models.deals import DealStage, DealState
+from models.documents import SignBody
 from pap.db import transaction
 from services import deals, documents
 from services.errors import DomainError
@@ -100,10 +102,14 @@ async def sign(
     consent: Annotated[str, Form()] = "",
 ) -> Response:
     errors: dict[str, str] = {}
-    if not signature_name.strip():
-        errors["signature_name"] = "Type your full name to sign."
-    if consent != "yes":
-        errors["consent"] = "Tick the box to consent to signing electronically."
+    try:
+        body = SignBody.model_validate({"signature_name": signature_name, "consent": consent == "yes"})
+    except ValidationError as invalid:
+        fields = {str(e["loc"][0]) for e in invalid.errors() if e["loc"]}
+        if "signature_name" in fields:
+            errors["signature_name"] = "Type your full name to sign (one line, at most 256 characters)."
+        if "consent" in fields:
+            errors["consent"] = "Tick the box to consent to signing electronically."
     if not errors:
         try:
             async with transaction(sessions) as session:
@@ -114,7 +120,7 @@ async def sign(
                     settings.state_dir / "keys",
                     document_id=document_id,
                     user_id=principal.user_id,
-                    signature_name=signature_name.strip(),
+                    signature_name=body.signature_name,
                     ctx=request_context(request),
                 )
             await documents.signal_deal(temporal, outcome.signal)

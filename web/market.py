@@ -27,7 +27,7 @@ from services.errors import DomainError, Forbidden
 from services.identity.permissions import Permission, permissions_of
 from services.identity.tokens import Principal
 from web.chart import price_chart
-from web.core import Viewer, field_errors, redirect, render
+from web.core import Viewer, field_errors, first_submission, forget_submission, redirect, render
 
 router = APIRouter()
 
@@ -172,8 +172,11 @@ async def add_holding(
     quantity: Annotated[str, Form()] = "",
     cost_basis: Annotated[str, Form()] = "",
     acquisition_date: Annotated[str, Form()] = "",
+    form_nonce: Annotated[str, Form()] = "",
 ) -> Response:
     form = {"security_id": security_id, "quantity": quantity, "cost_basis": cost_basis, "acquisition_date": ""}
+    if not await first_submission(request, principal, form_nonce):
+        return redirect("/app/holdings")  # already added by the first submission of this form
     try:
         if Permission.HOLDINGS_OWN not in permissions_of(set(principal.roles)):
             raise Forbidden("Your role cannot hold shares.")
@@ -188,6 +191,7 @@ async def add_holding(
         async with transaction(sessions) as session:
             await holdings.submit_holding(session, principal.user_id, body)
     except (DomainError, ValidationError) as error:
+        await forget_submission(request, principal, form_nonce)
         return await holdings_page(request, principal, sessions, errors=field_errors(error), form=form)
     return redirect("/app/holdings")
 
@@ -224,7 +228,10 @@ async def place_order(
     quantity: Annotated[str, Form()] = "",
     limit_price: Annotated[str, Form()] = "",
     min_quantity: Annotated[str, Form()] = "",
+    form_nonce: Annotated[str, Form()] = "",
 ) -> Response:
+    if not await first_submission(request, principal, form_nonce):
+        return redirect("/app/orders")  # already placed by the first submission of this form
     form = {
         "security_id": security_id,
         "side": side,
@@ -245,6 +252,7 @@ async def place_order(
         trader = await _trader(principal)
         await market_api.place_order(body, trader, sessions, temporal, redis, settings)
     except (DomainError, ValidationError) as error:
+        await forget_submission(request, principal, form_nonce)
         ctx = await _orders_context(principal, sessions)
         return await render(
             request, "orders.html", {**ctx, "errors": field_errors(error), "form": form}, status_code=422
@@ -260,8 +268,10 @@ async def _trader(principal: Principal) -> Principal:
 async def _order_row(
     request: Request, principal: Principal, sessions: SessionsDep, order_id: uuid.UUID, **extra: Any
 ) -> Response:
+    """The viewer's order row; an unknown or foreign order is the 404 page (there is no row of theirs to show)."""
     ctx = await _orders_context(principal, sessions)
-    order = next((o for o in ctx["orders"] if o.id == order_id), None)
+    async with sessions() as session:
+        order = await marketplace.get_order_for(session, principal, order_id)
     return await render(request, "_order_row.html", {**ctx, "order": order, **extra})
 
 
@@ -301,6 +311,8 @@ async def amend_order(
         if limit_price.strip():
             Decimal(limit_price.strip())
             changes["limit_price"] = _money(limit_price)
+        if not changes:
+            return await _order_row(request, principal, sessions, order_id, row_error="Enter a new quantity or price.")
         body = OrderUpdate.model_validate(changes)
         await market_api.amend_order(order_id, body, principal, sessions, temporal, settings)
     except InvalidOperation:

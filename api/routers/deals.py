@@ -175,6 +175,7 @@ async def deal_documents(deal_id: uuid.UUID, principal: CurrentUser, session: Se
 async def issuer_decision(
     deal_id: uuid.UUID, body: IssuerDecisionRequest, principal: CurrentUser, session: SessionDep, temporal: TemporalDep
 ) -> DealState:
+    _mfa_first(principal)
     deal = await deals.deal_for_viewer(session, deal_id, principal)
     _require_issuer_or_manager(principal, deal)
     decision = IssuerDecisionInput(decision=body.decision, reason=body.reason, actor_id=principal.user_id)
@@ -203,6 +204,7 @@ async def funding_instructions(deal_id: uuid.UUID, principal: CurrentUser, sessi
 async def confirm_settlement(
     deal_id: uuid.UUID, principal: CurrentUser, session: SessionDep, temporal: TemporalDep
 ) -> DealState:
+    _mfa_first(principal)
     deal = await deals.deal_for_viewer(session, deal_id, principal)
     _require_issuer_or_manager(principal, deal)
     return await _update(temporal, deal_id, "confirm_settlement", SettlementConfirmation(actor_id=principal.user_id))
@@ -215,6 +217,12 @@ async def cancel_deal(
     deal = await deals.deal_for_viewer(session, deal_id, principal)
     deals.ensure_not_a_party(principal, deal.buyer_id, deal.seller_id)
     return await _update(temporal, deal_id, "cancel", CancelInput(reason=body.reason, actor_id=principal.user_id))
+
+
+def _mfa_first(principal: Principal) -> None:
+    """A deal manager without MFA hears `mfa-required` (the contract), not the 404 of a deal they cannot see yet."""
+    if principal.has_role(Role.DEAL_MANAGER) and not principal.mfa and not principal.has_role(Role.ISSUER):
+        raise MfaRequired("Enrol and use MFA before using privileged endpoints.")
 
 
 def _require_issuer_or_manager(principal: Principal, deal: Deal) -> None:

@@ -77,7 +77,8 @@ async def cancel_deal(
 ) -> DealState:
     """The workflow's `cancel` Update (compensations run before it answers)."""
     async with sessions() as session:
-        await deals.get_deal(session, deal_id)
+        deal = await deals.get_deal(session, deal_id)
+    deals.ensure_not_a_party(principal, deal.buyer_id, deal.seller_id)
     state = await ops.cancel_deal(temporal, deal_id, CancelInput(reason=body.reason, actor_id=principal.user_id))
     async with transaction(sessions) as session:
         await ops.audit_ops(

@@ -45,7 +45,7 @@ class SandboxCheck(BaseModel):
     legal_name: str = Field(min_length=1, max_length=200)
     date_of_birth: date
     country: str = Field(pattern="^[A-Z]{2}$")
-    tax_id_last4: str = Field(pattern=r"^\d{4}$")
+    tax_id_last4: str = Field(pattern=r"^[0-9]{4}$")
     callback_url: str = Field(max_length=500)
 
 

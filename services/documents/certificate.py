@@ -60,11 +60,11 @@ def certificate_text(
         "## Signers",
     ]
     for s in signers:
-        lines.append(f'- {s.name} ({s.role}, {s.user_id}) signed as "{s.signature_name}"')
+        lines.append(f'- {_one_line(s.name)} ({s.role}, {s.user_id}) signed as "{_one_line(s.signature_name)}"')
         lines.append(f"- at {_at(s.signed_at)} from IP {s.ip or 'unknown'}")
     lines += ["", "## Audit trail"]
     for e in events:
-        lines.append(f"- {_at(e.at)} {e.kind} by {e.actor} from {e.ip or '-'} ({(e.user_agent or '-')[:60]})")
+        lines.append(f"- {_at(e.at)} {e.kind} by {e.actor} from {e.ip or '-'} ({_one_line(e.user_agent or '-')[:60]})")
         lines.append(f"- document SHA-256 at the time: {e.document_sha256}")
     lines += [
         "",
@@ -108,3 +108,8 @@ def append_pages(original: bytes, extra: bytes) -> bytes:
     out = BytesIO()
     writer.write(out)  # type: ignore[no-untyped-call]
     return out.getvalue()
+
+
+def _one_line(text: str) -> str:
+    """Text people typed, on one line: nothing they send can start a line of the certificate."""
+    return " ".join(text.split())

@@ -71,9 +71,14 @@ def _matching_step(secret: str, code: str, now: float) -> int | None:
     return found
 
 
+def is_totp_code(code: str) -> bool:
+    """Six ASCII digits (`str.isdigit` alone also accepts other scripts' digits, which TOTP never produces)."""
+    return len(code) == 6 and code.isascii() and code.isdigit()
+
+
 def consume_totp(user: User, code: str, *, now: float | None = None) -> bool:
     """Accept a code once: its step must be newer than the last accepted one (caller holds the row lock)."""
-    if user.totp_secret is None or not code.isdigit() or len(code) != 6:
+    if user.totp_secret is None or not is_totp_code(code):
         return False
     step = _matching_step(user.totp_secret, code, time.time() if now is None else now)
     if step is None or (user.totp_last_step is not None and step <= user.totp_last_step):
@@ -126,7 +131,7 @@ async def consume_recovery_code(session: AsyncSession, user: User, code: str) ->
 async def verify_second_factor(session: AsyncSession, user: User, otp: str) -> bool:
     """A TOTP code (once per step) or an unused recovery code; `user` must be locked FOR UPDATE."""
     otp = otp.strip()
-    if otp.isdigit() and len(otp) == 6:
+    if is_totp_code(otp):
         ok = consume_totp(user, otp)
         session.add(user)
         return ok

@@ -107,6 +107,8 @@ async def amend_order(
         if limit_price.currency != order.limit_price_currency:
             raise CurrencyMismatch(f"The order is priced in {order.limit_price_currency}.")
         new_price = limit_price.amount
+    if new_quantity == order.quantity and new_price == order.limit_price_amount:
+        return OrderOutcome(order_read(order))  # nothing to change: no new version, no event
     grows = new_quantity > order.quantity
     loses_priority = grows or new_price != order.limit_price_amount
     version = order.version + 1

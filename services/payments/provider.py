@@ -42,7 +42,7 @@ def sign(secret: str, body: bytes) -> str:
 
 def verify_webhook(secret: str, body: bytes, signature: str | None) -> ProviderWebhook:
     """Check the HMAC in constant time before reading anything of the body, then parse it."""
-    if not signature or not hmac.compare_digest(sign(secret, body), signature.strip().lower()):
+    if not signature or not hmac.compare_digest(sign(secret, body).encode(), signature.strip().lower().encode()):
         raise InvalidSignature("The X-Signature header does not match the body.")
     try:
         return ProviderWebhook.model_validate_json(body)

@@ -15,6 +15,7 @@ from models.profiles import (
     AccreditationRead,
     AccreditationSubmit,
 )
+from pap.db import lock_for_transaction
 from services.admin import record_audit
 from services.errors import Conflict, Forbidden, NotFound
 
@@ -65,6 +66,7 @@ async def _event(session: AsyncSession, row: Accreditation, type_: str) -> None:
 
 async def submit_accreditation(session: AsyncSession, user_id: uuid.UUID, body: AccreditationSubmit) -> Accreditation:
     """A new verification (also how an investor re-verifies); one pending at a time."""
+    await lock_for_transaction(session, f"profiles:accreditation:{user_id}")  # a double submit records one
     pending = (
         await session.exec(
             select(Accreditation).where(Accreditation.user_id == user_id, Accreditation.status == "pending_review")

@@ -11,7 +11,7 @@ from events import topics
 from events.outbox import record_event
 from models.base import utcnow
 from models.profiles import KycCheck, KycStatusChange, KycSubmit, KycWebhook, KycWebhookReceipt
-from pap.db import insert_unless_conflict
+from pap.db import insert_unless_conflict, lock_for_transaction
 from services.admin import record_audit
 from services.errors import Conflict, NotFound
 from services.profiles.status import latest_kyc
@@ -36,6 +36,7 @@ def kyc_workflow_id(user_id: uuid.UUID) -> str:
 
 async def submit_kyc(session: AsyncSession, user_id: uuid.UUID, body: KycSubmit) -> KycCheck:
     """Record a new check as pending; the caller starts `kyc-{user_id}` after commit. Rejected users may retry."""
+    await lock_for_transaction(session, f"profiles:kyc:{user_id}")  # a double submit records one check
     current = await latest_kyc(session, user_id)
     if current is not None and current.status in {"pending", "manual_review", "approved"}:
         raise KycInProgress(f"KYC is already {current.status}.", status_now=current.status)

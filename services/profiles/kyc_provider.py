@@ -50,4 +50,4 @@ def signature_valid(body: bytes, signature: str | None, secret: str) -> bool:
         return False
     expected = sign(body, secret)
     candidate = signature if signature.startswith("sha256=") else "sha256=" + signature
-    return hmac.compare_digest(expected, candidate)
+    return hmac.compare_digest(expected.encode(), candidate.encode())  # bytes: any header text compares
