@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy import text
 
 from events.consumer import ConsumerRunner
 from events.envelope import CloudEvent
@@ -116,6 +117,21 @@ async def test_ohlc_per_day_and_week_from_closed_prints_out_of_order_and_duplica
     await runner.handle_once(
         matched(security_id, "50.00", 999, monday + timedelta(hours=12))
     )  # an indication, not OHLC
+    async with sessions() as session:  # every new print is published on pap.pricing, a redelivery is not
+        printed = (
+            await session.execute(
+                text(
+                    "SELECT data FROM platform.outbox_event WHERE topic = 'pap.pricing' "
+                    "AND type = 'pricing.price.printed' AND key = :k ORDER BY seq"
+                ),
+                {"k": str(security_id)},
+            )
+        ).scalars()
+        prices = [(d["source"], d["price"]["amount"], d["quantity"]) for d in printed]
+    assert sorted(prices) == sorted(
+        [("closed_trade", a, q) for a, q in (("10.00", 100), ("12.00", 50), ("9.50", 200), ("11.00", 10))]
+        + [("matched_trade", "50.00", 999)]
+    )
 
     path = f"/v1/securities/{security_id}/prices"
     candles = await get_json(api, path, headers, interval="1d")

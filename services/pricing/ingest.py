@@ -15,7 +15,9 @@ from typing import Any
 from redis.asyncio import Redis
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from events import topics
 from events.envelope import CloudEvent
+from events.outbox import record_event
 from models.pricing import PricePrint, PrintSource, Quote, RoundPrice
 from pap.db import insert_unless_conflict
 from services.pricing.cache import invalidate
@@ -62,6 +64,11 @@ def _time(value: Any, default: datetime) -> datetime:
         except ValueError:
             return default
     return default
+
+
+SOURCE = "/pap/pricing"
+PRICE_PRINTED = "pricing.price.printed"
+"""On `pap.pricing`: a trade price the platform recorded (matched or settled), for downstream market data."""
 
 
 class PricingIngest:
@@ -141,19 +148,34 @@ async def _print(session: AsyncSession, event: CloudEvent, source: PrintSource) 
         return None
     at = _time(d.get("matched_at"), event.time) if source is PrintSource.MATCHED_TRADE else event.time
     reference = d.get("trade_id") if source is PrintSource.MATCHED_TRADE else d.get("deal_id")
-    await _insert(
-        session,
-        PricePrint,
-        security_id=security_id,
-        company_id=_uuid(d.get("company_id")),
-        source=source.value,
-        price=price[0],
-        currency=price[1] or "USD",
-        quantity=quantity,
-        at=at,
-        reference=str(reference) if reference else None,
-        event_id=event.id,
-    )
+    values = {
+        "security_id": security_id,
+        "company_id": _uuid(d.get("company_id")),
+        "source": source.value,
+        "price": price[0],
+        "currency": price[1] or "USD",
+        "quantity": quantity,
+        "at": at,
+        "reference": str(reference) if reference else None,
+    }
+    if await _insert(session, PricePrint, **values, event_id=event.id):
+        await record_event(
+            session,
+            topic=topics.PRICING,
+            key=str(security_id),
+            type=PRICE_PRINTED,
+            source=SOURCE,
+            subject=str(security_id),
+            data={
+                "security_id": str(security_id),
+                "company_id": str(values["company_id"]) if values["company_id"] else None,
+                "source": source.value,
+                "price": {"amount": format(price[0], "f"), "currency": values["currency"]},
+                "quantity": quantity,
+                "at": at.isoformat(),
+                "reference": values["reference"],
+            },
+        )
     return security_id
 
 
@@ -192,10 +214,13 @@ async def _quote(session: AsyncSession, event: CloudEvent) -> uuid.UUID | None:
 
 async def _insert(
     session: AsyncSession, table: type[PricePrint] | type[Quote] | type[RoundPrice], **values: Any
-) -> None:
-    await insert_unless_conflict(
+) -> bool:
+    """Store one row per source event; False when this event was stored before (a redelivery)."""
+    inserted = await insert_unless_conflict(
         session,
         table,
         {"id": uuid.uuid4(), "created_at": datetime.now(UTC), **values},
         index_elements=("event_id",),
+        returning="id",
     )
+    return inserted.first() is not None
