@@ -158,6 +158,12 @@ async def test_sessions_are_listed_and_one_can_be_revoked(api: httpx.AsyncClient
     phone = next(s for s in sessions if s["user_agent"] == "phone/1.0")
     assert phone["ip"] == "127.0.0.1" and phone["last_seen_at"] and not phone["current"]
     assert sum(s["current"] for s in sessions) == 1
+    first = (await api.get("/v1/auth/sessions", params={"limit": 1}, headers=user.headers)).json()
+    rest = (
+        await api.get("/v1/auth/sessions", params={"limit": 1, "cursor": first["next_cursor"]}, headers=user.headers)
+    ).json()
+    assert [s["id"] for s in first["items"] + rest["items"]] == [s["id"] for s in sessions]  # newest first, paged
+    assert rest["next_cursor"] is None
     assert (await api.delete(f"/v1/auth/sessions/{phone['id']}", headers=user.headers)).status_code == 204
     assert (await api.get("/v1/me", headers=bearer(other["access_token"]))).status_code == 401
     assert (await api.get("/v1/me", headers=user.headers)).status_code == 200

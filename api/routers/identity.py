@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request, Response, status
+from fastapi import APIRouter, Form, Query, Request, Response, status
 
 from api.auth import CurrentUser
 from api.deps import RedisDep, SessionDep, SessionsDep, StateDep
@@ -24,6 +24,7 @@ from pap.db import transaction
 from services import identity, profiles
 from services.errors import DomainError, InvalidInput
 from services.identity.sessions import InvalidCredentials, IssuedTokens
+from services.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 
 router = APIRouter(tags=["identity"])
 
@@ -116,9 +117,22 @@ async def logout(principal: CurrentUser, session: SessionDep, redis: RedisDep) -
 
 
 @router.get("/v1/auth/sessions")
-async def list_sessions(principal: CurrentUser, session: SessionDep) -> SessionList:
-    items = await identity.list_sessions(session, user_id=principal.user_id, current=principal.session_id)
-    return SessionList(items=items)
+async def list_sessions(
+    principal: CurrentUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> SessionList:
+    rows = await identity.list_sessions(
+        session,
+        user_id=principal.user_id,
+        current=principal.session_id,
+        limit=limit + 1,
+        after=decode_cursor(cursor) if cursor else None,
+    )
+    page = rows[:limit]
+    more = len(rows) > limit
+    return SessionList(items=page, next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if more else None)
 
 
 @router.delete("/v1/auth/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)

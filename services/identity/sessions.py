@@ -10,10 +10,10 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
-from sqlmodel import col, select
+from sqlmodel import and_, col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.base import utcnow
@@ -279,15 +279,30 @@ async def revoke_session(
     await _revoke(session, redis, auth_session, reason=reason, actor_id=user_id)
 
 
-async def list_sessions(session: AsyncSession, *, user_id: uuid.UUID, current: uuid.UUID | None) -> list[SessionRead]:
-    rows = (
-        await session.exec(
-            select(AuthSession)
-            .where(AuthSession.user_id == user_id, col(AuthSession.revoked_at).is_(None))
-            .order_by(col(AuthSession.last_seen_at).desc())
-            .limit(100)
+async def list_sessions(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    current: uuid.UUID | None,
+    limit: int = 100,
+    after: tuple[datetime, uuid.UUID] | None = None,
+) -> list[SessionRead]:
+    """The user's live sessions, newest first (`after`: the created_at and id a previous page ended with)."""
+    query = (
+        select(AuthSession)
+        .where(AuthSession.user_id == user_id, col(AuthSession.revoked_at).is_(None))
+        .order_by(col(AuthSession.created_at).desc(), col(AuthSession.id).desc())
+        .limit(limit)
+    )
+    if after is not None:
+        created_at, session_id = after
+        query = query.where(
+            or_(
+                col(AuthSession.created_at) < created_at,
+                and_(col(AuthSession.created_at) == created_at, col(AuthSession.id) < session_id),
+            )
         )
-    ).all()
+    rows = (await session.exec(query)).all()
     return [
         SessionRead(
             id=s.id,
