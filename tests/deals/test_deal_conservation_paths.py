@@ -3,15 +3,13 @@ or replaced step must neither move money or shares twice nor leave them stuck (e
 order fills). The first six each failed before their fix; the last three guard paths found sound.
 
 Workflow tests run DealExecution on a per-test time-skipping server with the real activities against
-the real database (as tests/test_deal_workflow.py does); the others call the services directly.
+the real database (as test_deal_workflow.py does); the others call the services directly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +18,6 @@ import pytest
 from sqlalchemy import text
 from temporalio import activity
 from temporalio.client import WorkflowUpdateStage
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -28,23 +25,18 @@ from activities.deals import DealActivities
 from events.envelope import CloudEvent
 from models.base import Money
 from models.deals import CancelInput, DealRef, DealStage, DealState, IssuerDecision, SettlementConfirmation
-from models.marketplace import OrderCreate, OrderStatus, Side
+from models.marketplace import OrderStatus, Side
 from pap.db import SessionFactory, transaction
-from pap.settings import Settings
-from pap.stack import binaries
-from pap.storage import LocalObjectStore
 from services import deals, holdings, marketplace, payments
 from services.documents.rendering import money as rendered_money
 from services.holdings import reservations
-from services.marketplace.orders import OrderOutcome
 from tests.deal_support import Parties, TokenFor, brokered_deal, parties
-from tests.factories import make_verified_buyer
-from tests.marketplace_support import order_body, place
-from tests.support import eventually
-from tests.test_deal_workflow import (
+from tests.deals.workflow_support import (
     at_stage,
+    backup_buyer_offered,
     escrow,
     fund,
+    place_order,
     sign_all,
     start,
     state,
@@ -52,54 +44,14 @@ from tests.test_deal_workflow import (
     to_funding,
     update_and_finish,
 )
+from tests.factories import make_verified_buyer
+from tests.marketplace_support import order_body, place
+from tests.support import eventually
 from workers.deal_signals import DealSignalForwarder
 from workers.registry import activity_methods
 from workflows.deals import DealExecutionWorkflow
 
 pytestmark = pytest.mark.usefixtures("platform")
-
-
-@pytest.fixture
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping server per test, so no deal left waiting by one test holds another's clock."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(binaries.temporal_test_server()),
-        data_converter=pydantic_data_converter,
-    )
-    yield env
-    await env.shutdown()
-
-
-@pytest.fixture
-def real_activities(sessions: SessionFactory, settings: Settings) -> DealActivities:
-    return DealActivities(sessions, LocalObjectStore(settings.state_dir / "objects"))
-
-
-@pytest.fixture
-async def worker(time_skipping_env: WorkflowEnvironment, real_activities: DealActivities) -> AsyncIterator[str]:
-    queue = f"deals-paths-{uuid.uuid4()}"
-    async with Worker(
-        time_skipping_env.client,
-        task_queue=queue,
-        workflows=[DealExecutionWorkflow],
-        activities=activity_methods(real_activities),
-    ):
-        yield queue
-
-
-@pytest.fixture
-async def people(api: httpx.AsyncClient, sessions: SessionFactory, token_for: TokenFor) -> Parties:
-    return await parties(api, sessions, token_for)
-
-
-async def _order(
-    sessions: SessionFactory, user_id: uuid.UUID, p: Parties, side: Side, price: str, quantity: int = 10
-) -> OrderOutcome:
-    body = OrderCreate(
-        security_id=p.security_id, side=side, quantity=quantity, limit_price=Money(amount=Decimal(price))
-    )
-    async with transaction(sessions) as session:
-        return await marketplace.place_order(session, user_id, body)
 
 
 async def _seller_available(sessions: SessionFactory, p: Parties) -> int:
@@ -134,10 +86,7 @@ async def test_a_defaulted_buyers_late_funding_signal_does_not_fund_the_backup_b
         await payments.record_provider_payment(
             session, event_id=str(uuid.uuid4()), payment_id=instructions.payment_id, status="succeeded", amount=total
         )
-    await time_skipping_env.sleep(timedelta(days=6))
-    await eventually(
-        lambda: state(handle), lambda s: s.buyer_id == backup.id and bool(s.pending_documents), what="backup buyer"
-    )
+    await backup_buyer_offered(time_skipping_env, handle, backup.id)
     assert await escrow(sessions, params.deal_id) == 0  # A was refunded when B took over
 
     async with sessions() as session:  # the backstop consumer delivers A's funded event, as in production
@@ -187,10 +136,7 @@ async def test_cancelling_a_brokered_deal_gives_the_backup_buyers_bid_back(
     params = await brokered_deal(sessions, people, quantity=10, price="50")
     handle = await start(time_skipping_env, worker, params)
     await to_funding(handle, params)
-    await time_skipping_env.sleep(timedelta(days=6))  # the first buyer never pays
-    await eventually(
-        lambda: state(handle), lambda s: s.buyer_id == backup.id and bool(s.pending_documents), what="backup buyer"
-    )
+    await backup_buyer_offered(time_skipping_env, handle, backup.id)  # the first buyer never pays
     async with sessions() as session:
         taken = await marketplace.get_order(session, uuid.UUID(bid["id"]))
     assert taken.filled_quantity == 10  # the backup's bid is now committed to this deal
@@ -224,8 +170,8 @@ async def test_rofr_exercise_on_a_matched_deal_gives_the_replaced_buyers_fill_ba
 ) -> None:
     """The company exercises its ROFR and buys the shares itself. The matched buyer never gets them, so
     their bid must not stay `filled` by this deal once it closes."""
-    await _order(sessions, people.seller.id, people, Side.SELL, "50")
-    matched = await _order(sessions, people.buyer.id, people, Side.BUY, "50")
+    await place_order(sessions, people.seller.id, people, Side.SELL, "50")
+    matched = await place_order(sessions, people.buyer.id, people, Side.BUY, "50")
     assert matched.order.status is OrderStatus.FILLED and len(matched.deals) == 1
     params = matched.deals[0].model_copy(update={"index_search_attributes": False})
     handle = await start(time_skipping_env, worker, params)
@@ -332,8 +278,8 @@ async def test_growing_a_sell_order_while_its_deal_settles_leaves_no_shares_rese
     moment; here it commits right after the amendment first looks the reservation up. What is still held
     must be read under the seller's locks, or the shares already transferred are reserved again, forever."""
     p = await parties(api, sessions, token_for)
-    sell = await _order(sessions, p.seller.id, p, Side.SELL, "50", quantity=20)
-    bought = await _order(sessions, p.buyer.id, p, Side.BUY, "50", quantity=10)
+    sell = await place_order(sessions, p.seller.id, p, Side.SELL, "50", quantity=20)
+    bought = await place_order(sessions, p.buyer.id, p, Side.BUY, "50", quantity=10)
     assert len(bought.deals) == 1
     deal = bought.deals[0]
     assert sell.order.reservation_reference is not None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 
@@ -16,8 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 from temporalio import activity
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -35,16 +33,27 @@ from models.deals import (
     SettlementConfirmation,
     StageChange,
 )
-from models.documents import DocumentDeclined, DocumentKind, DocumentSigned
-from models.marketplace import OrderCreate, OrderStatus, Side
-from models.payments import PaymentReceived
+from models.documents import DocumentDeclined, DocumentKind
+from models.marketplace import OrderStatus, Side
 from pap.db import SessionFactory, transaction
 from pap.settings import Settings
-from pap.stack import binaries
 from pap.storage import LocalObjectStore
 from services import deals, documents, holdings, marketplace, payments
-from services.marketplace.orders import OrderOutcome
-from tests.deal_support import Parties, TokenFor, brokered_deal, parties
+from tests.deal_support import Parties, TokenFor, brokered_deal
+from tests.deals.workflow_support import (
+    at_stage,
+    available,
+    backup_buyer_offered,
+    escrow,
+    fund,
+    place_order,
+    sign_all,
+    start,
+    state,
+    through_issuer,
+    to_funding,
+    update_and_finish,
+)
 from tests.factories import make_verified_buyer
 from tests.histories.record import save_if_recording
 from tests.marketplace_support import order_body, place
@@ -53,124 +62,6 @@ from workers.registry import activity_methods
 from workflows.deals import DealExecutionWorkflow
 
 pytestmark = pytest.mark.usefixtures("platform")
-
-
-@pytest.fixture
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping server per test: a deal left waiting by one test never holds another's clock."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(binaries.temporal_test_server()), data_converter=pydantic_data_converter
-    )
-    yield env
-    await env.shutdown()
-
-
-@pytest.fixture
-async def worker(
-    time_skipping_env: WorkflowEnvironment, sessions: SessionFactory, settings: Settings
-) -> AsyncIterator[str]:
-    queue = f"deals-{uuid.uuid4()}"
-    activities = DealActivities(sessions, LocalObjectStore(settings.state_dir / "objects"))
-    async with Worker(
-        time_skipping_env.client,
-        task_queue=queue,
-        workflows=[DealExecutionWorkflow],
-        activities=activity_methods(activities),
-    ):
-        yield queue
-
-
-@pytest.fixture
-async def people(api: httpx.AsyncClient, sessions: SessionFactory, token_for: TokenFor) -> Parties:
-    return await parties(api, sessions, token_for)
-
-
-async def start(
-    env: WorkflowEnvironment, queue: str, params: DealWorkflowInput
-) -> WorkflowHandle[DealExecutionWorkflow, DealStage]:
-    return await env.client.start_workflow(
-        DealExecutionWorkflow.run, params, id=f"deal-{params.deal_id}", task_queue=queue
-    )
-
-
-async def state(handle: WorkflowHandle[DealExecutionWorkflow, DealStage]) -> DealState:
-    return await handle.query(DealExecutionWorkflow.state)
-
-
-async def at_stage(handle: WorkflowHandle[DealExecutionWorkflow, DealStage], stage: DealStage) -> DealState:
-    return await eventually(lambda: state(handle), lambda s: s.stage is stage, what=f"stage {stage.value}")
-
-
-async def sign_all(handle: WorkflowHandle[DealExecutionWorkflow, DealStage], deal_id: uuid.UUID) -> None:
-    current = await eventually(lambda: state(handle), lambda s: bool(s.pending_documents), what="documents to sign")
-    for document_id in current.pending_documents:
-        await handle.signal(
-            DealExecutionWorkflow.document_signed,
-            DocumentSigned(
-                document_id=document_id, deal_id=deal_id, kind=DocumentKind.JOINDER, signer_id=deal_id, completed=True
-            ),
-        )
-
-
-async def fund(
-    sessions: SessionFactory,
-    handle: WorkflowHandle[DealExecutionWorkflow, DealStage],
-    params: DealWorkflowInput,
-    payer: uuid.UUID,
-) -> None:
-    """Pay the escrow through the payments service (as the webhook does), then signal like the API."""
-    total = Money(amount=params.price.amount * params.quantity, currency="USD")
-    async with transaction(sessions) as session:
-        instructions = await payments.create_funding_instructions(
-            session, deal_id=params.deal_id, buyer_id=payer, amount=total, reference="test"
-        )
-        await payments.record_provider_payment(
-            session, event_id=str(uuid.uuid4()), payment_id=instructions.payment_id, status="succeeded", amount=total
-        )
-    await handle.signal(
-        DealExecutionWorkflow.payment_received,
-        PaymentReceived(payment_id=instructions.payment_id, deal_id=params.deal_id, amount=total, funded=True),
-    )
-
-
-async def update_and_finish(
-    handle: WorkflowHandle[DealExecutionWorkflow, DealStage], name: str, argument: object
-) -> DealStage:
-    """Send a long-running Update (settle, cancel) and wait for the workflow's end.
-
-    The time-skipping server loses the result of an Update that outlives many
-    workflow tasks, so tests wait for acceptance and then for the workflow.
-    """
-    await handle.start_update(name, argument, wait_for_stage=WorkflowUpdateStage.ACCEPTED, result_type=DealState)
-    return await handle.result()
-
-
-async def available(sessions: SessionFactory, p: Parties) -> int:
-    async with sessions() as session:
-        return await holdings.available_shares(session, p.seller.id, p.security_id)
-
-
-async def escrow(sessions: SessionFactory, deal_id: uuid.UUID) -> Decimal:
-    async with sessions() as session:
-        return (await payments.escrow_balance(session, deal_id)).amount
-
-
-async def through_issuer(
-    handle: WorkflowHandle[DealExecutionWorkflow, DealStage], params: DealWorkflowInput, decision: IssuerDecision
-) -> None:
-    await at_stage(handle, DealStage.AWAITING_ISSUER)
-    await handle.execute_update(
-        DealExecutionWorkflow.decide, IssuerDecisionInput(decision=decision, actor_id=params.company_id)
-    )
-    await sign_all(handle, params.deal_id)
-
-
-async def to_funding(handle: WorkflowHandle[DealExecutionWorkflow, DealStage], params: DealWorkflowInput) -> None:
-    """The issuer waives and every document is signed: the deal awaits the buyer's money."""
-    await through_issuer(handle, params, IssuerDecision.WAIVE)
-    await at_stage(handle, DealStage.AWAITING_SIGNATURES)
-    await sign_all(handle, params.deal_id)
-    await at_stage(handle, DealStage.AWAITING_FUNDING)
 
 
 async def test_happy_path_moves_money_and_shares_once(
@@ -443,11 +334,7 @@ async def test_a_defaulting_buyer_is_replaced_by_the_best_resting_bid(
     params = await brokered_deal(sessions, people, quantity=10, price="50")
     handle = await start(time_skipping_env, worker, params)
     await to_funding(handle, params)
-    await time_skipping_env.sleep(timedelta(days=6))  # the first buyer never pays
-
-    replaced = await eventually(
-        lambda: state(handle), lambda s: s.buyer_id == backup.id and bool(s.pending_documents), what="backup buyer"
-    )
+    replaced = await backup_buyer_offered(time_skipping_env, handle, backup.id)  # the first buyer never pays
     assert replaced.defaulted_buyers == [people.buyer.id]
     await backup_closes_the_deal(handle, params, sessions, people, backup.id)
     async with sessions() as session:
@@ -478,20 +365,10 @@ async def test_a_backup_bidder_no_longer_eligible_is_passed_over_for_the_next_bi
     params = await brokered_deal(sessions, people, quantity=10, price="50")
     handle = await start(time_skipping_env, worker, params)
     await to_funding(handle, params)
-    await time_skipping_env.sleep(timedelta(days=6))  # the first buyer never pays
-
-    await eventually(
-        lambda: state(handle), lambda s: s.buyer_id == backup.id and bool(s.pending_documents), what="backup buyer"
-    )
+    await backup_buyer_offered(time_skipping_env, handle, backup.id)  # the first buyer never pays
     untouched = (await api.get(f"/v1/orders/{lapsed_bid['id']}", headers=lapsed.headers)).json()
     assert untouched["status"] == "open" and untouched["filled_quantity"] == 0, untouched
     await backup_closes_the_deal(handle, params, sessions, people, backup.id)
-
-
-async def _order(sessions: SessionFactory, user_id: uuid.UUID, p: Parties, side: Side, price: str) -> OrderOutcome:
-    body = OrderCreate(security_id=p.security_id, side=side, quantity=10, limit_price=Money(amount=Decimal(price)))
-    async with transaction(sessions) as session:
-        return await marketplace.place_order(session, user_id, body)
 
 
 async def test_a_defaulting_matched_buyer_gives_back_the_fill_and_their_bid_is_withdrawn(
@@ -501,12 +378,12 @@ async def test_a_defaulting_matched_buyer_gives_back_the_fill_and_their_bid_is_w
     sessions: SessionFactory,
     api: httpx.AsyncClient,
 ) -> None:
-    sell = await _order(sessions, people.seller.id, people, Side.SELL, "50")
-    matched = await _order(sessions, people.buyer.id, people, Side.BUY, "50")
+    sell = await place_order(sessions, people.seller.id, people, Side.SELL, "50")
+    matched = await place_order(sessions, people.buyer.id, people, Side.BUY, "50")
     assert matched.order.status is OrderStatus.FILLED and len(matched.deals) == 1
     params = matched.deals[0].model_copy(update={"index_search_attributes": False})
     backup = await make_verified_buyer(api, compliance_headers=people.compliance)
-    backup_bid = (await _order(sessions, backup.id, people, Side.BUY, "55")).order
+    backup_bid = (await place_order(sessions, backup.id, people, Side.BUY, "55")).order
     handle = await start(time_skipping_env, worker, params)
     await to_funding(handle, params)
     await time_skipping_env.sleep(timedelta(days=6))  # the matched buyer never pays
