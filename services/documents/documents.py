@@ -6,7 +6,6 @@ import uuid
 from typing import Any, Literal
 
 import structlog
-from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,6 +26,7 @@ from models.documents import (
     SignerSpec,
     SignerStatus,
 )
+from pap.db import lock_for_transaction
 from pap.storage import ObjectNotFound, ObjectStore
 from services.deals.changes import announce
 from services.documents.errors import DocumentIntegrityError, DocumentNotFound
@@ -133,9 +133,7 @@ async def generate_document(
     if len({s.user_id for s in signers}) != len(signers):
         raise InvalidInput("A signer appears twice.", errors=[{"field": "signers"}])
     # Serialise concurrent generations of the same (deal, kind): the second one finds the first.
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"documents:{deal_id}:{kind.value}"}
-    )
+    await lock_for_transaction(session, f"documents:{deal_id}:{kind.value}")
     existing = await _find(session, deal_id, kind)
     if existing is not None:
         return document_read(existing, await signers_of(session, existing.id))

@@ -6,7 +6,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -25,6 +25,7 @@ from models.marketplace import (
     TradeStatus,
     money_dict,
 )
+from pap.db import lock_for_transaction
 from services.marketplace.errors import OrderNotFound
 from temporal.ids import order_workflow_id
 
@@ -101,7 +102,7 @@ async def lock_security(session: AsyncSession, security_id: uuid.UUID) -> None:
     Every marketplace write takes this lock FIRST (before holdings positions or order
     rows), so placements, amendments, cancels and deal hooks never deadlock each other.
     """
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": str(security_id)})
+    await lock_for_transaction(session, f"marketplace:security:{security_id}")
 
 
 async def load_order(session: AsyncSession, order_id: uuid.UUID, *, for_update: bool = False) -> Order:
