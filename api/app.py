@@ -12,6 +12,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from api.deal_changes import open_deal_changes
 from api.idempotency import IdempotencyMiddleware
 from api.middleware import RequestContextMiddleware
+from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.routers import ROUTERS
 from api.state import AppState
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     install_web(app)
+    install_openapi(app)
     if settings.otlp_endpoint:
         # Full HTTP spans only when they are exported; otherwise RequestContextMiddleware joins the
         # caller's trace itself, at a tenth of the instrumentation's cost per request.
