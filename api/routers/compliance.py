@@ -131,6 +131,12 @@ def _export(
 FromQuery = Annotated[datetime | None, Query(alias="from", description="inclusive, ISO 8601 (UTC if no offset)")]
 ToQuery = Annotated[datetime | None, Query(alias="to", description="exclusive")]
 FormatQuery = Annotated[Literal["csv", "json"], Query(alias="format")]
+EXPORT_CONTENT: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Rows as a JSON array (format=json) or a CSV attachment with a header line (format=csv)",
+        "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}, "text/csv": {}},
+    }
+}
 
 
 async def _audited_export(
@@ -155,7 +161,7 @@ async def _audited_export(
     return _export(rows, columns, name, fmt)
 
 
-@router.get("/exports/trades")
+@router.get("/exports/trades", response_class=StreamingResponse, responses=EXPORT_CONTENT)
 async def export_trades(
     principal: Reviewer, session: SessionDep, start: FromQuery = None, end: ToQuery = None, fmt: FormatQuery = "json"
 ) -> StreamingResponse:
@@ -163,7 +169,7 @@ async def export_trades(
     return await _audited_export(session, principal, "trades", rows, exports.TRADE_COLUMNS, (start, end), fmt)
 
 
-@router.get("/exports/deals")
+@router.get("/exports/deals", response_class=StreamingResponse, responses=EXPORT_CONTENT)
 async def export_deals(
     principal: Reviewer, session: SessionDep, start: FromQuery = None, end: ToQuery = None, fmt: FormatQuery = "json"
 ) -> StreamingResponse:
