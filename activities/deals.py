@@ -256,7 +256,8 @@ class DealActivities:
             deal = await deals.get_deal(session, ref.deal_id)
             if deal.source != "matched":
                 await holdings.release_reservation(session, deal.reservation_reference)
-            await marketplace.on_deal_cancelled(session, deal_id=deal.id, reason=ref.reason)
+            changed = await marketplace.on_deal_cancelled(session, deal_id=deal.id, reason=ref.reason)
+        await refresh_order_workflows(activity.client(), changed)
 
     @activity.defn(name="deals.notify_buyer_replaced")
     async def notify_buyer_replaced(self, ref: DealRef) -> None:

@@ -50,7 +50,8 @@ async def change_order(
         except RPCError as error:
             if error.status != RPCStatusCode.NOT_FOUND or attempt:
                 raise
-            # The workflow never started (the API stopped right after commit): start it, then retry.
+            # No running workflow: it never started (the API stopped right after commit) or ops
+            # terminated it. Start it from the order as it is now, then retry.
             try:
                 await start_lifecycle(client, order, task_queue)
             except WorkflowAlreadyStartedError as finished:

@@ -34,9 +34,11 @@ async def start_deal(client: Client, params: DealWorkflowInput, task_queue: str)
 
 
 async def start_lifecycle(client: Client, order: OrderRead, task_queue: str) -> None:
-    """Start `order-{id}` for a live order; a running one is kept, a finished one is never started again.
+    """Start `order-{id}` for a live order; a running one is kept, a completed one is never started again.
 
-    Raises `WorkflowAlreadyStartedError` when the order's workflow already ran to its end.
+    A run that was terminated (ops) or failed is started afresh from the order as it is now, so
+    the order can still be cancelled, amended and expire. Raises `WorkflowAlreadyStartedError`
+    when the order's workflow completed (it saw the order closed).
     """
     await client.start_workflow(
         "OrderLifecycle",
@@ -53,7 +55,7 @@ async def start_lifecycle(client: Client, order: OrderRead, task_queue: str) -> 
         id=order_workflow_id(order.id),
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
         search_attributes=TypedSearchAttributes(
             [
                 SearchAttributePair(ORDER_STATUS, order.status.value),

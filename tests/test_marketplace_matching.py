@@ -51,10 +51,10 @@ def order_streams(draw: st.DrawFn) -> list[BookOrder]:
     return orders
 
 
-@given(order_streams())
+@given(order_streams(), st.one_of(st.none(), st.integers(min_value=1, max_value=20)))
 @settings(max_examples=300, deadline=None)
-def test_random_order_streams_keep_every_matching_invariant(stream: list[BookOrder]) -> None:
-    trades, book = run_stream(stream)
+def test_random_order_streams_keep_every_matching_invariant(stream: list[BookOrder], min_trade: int | None) -> None:
+    trades, book = run_stream(stream, min_trade)
     original = {o.id: o for o in stream}
     traded: dict[object, int] = defaultdict(int)
     live: dict[object, BookOrder] = {}
@@ -65,6 +65,7 @@ def test_random_order_streams_keep_every_matching_invariant(stream: list[BookOrd
         assert sell.price <= trade.price <= buy.price, "matched across non-crossing prices"
         resting = sell if trade.incoming_id == buy.id else buy
         assert trade.price == resting.price, "trade price is the resting order's price"
+        assert min_trade is None or trade.quantity >= min_trade, "a trade below the company's minimum transfer"
         for order in (buy, sell):
             remaining_before = order.remaining - traded[order.id]
             assert fill_allowed(BookOrder(**{**order.__dict__, "remaining": remaining_before}), trade.quantity)
@@ -94,7 +95,8 @@ def test_random_order_streams_keep_every_matching_invariant(stream: list[BookOrd
                 if other_left and crosses(incoming, other) and other.user_id != incoming.user_id:
                     q = min(left, other_left)
                     assert not (
-                        fill_allowed(BookOrder(**{**incoming.__dict__, "remaining": left}), q)
+                        (min_trade is None or q >= min_trade)
+                        and fill_allowed(BookOrder(**{**incoming.__dict__, "remaining": left}), q)
                         and fill_allowed(BookOrder(**{**other.__dict__, "remaining": other_left}), q)
                     ), "a tradable crossing order was left on the book"
         live[incoming.id] = incoming

@@ -15,12 +15,14 @@ from decimal import Decimal
 import httpx
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy import update
+from sqlmodel import col
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from events.envelope import CloudEvent
 from models.base import Money
-from models.marketplace import OrderCreate, OrderRead, Side
+from models.marketplace import CancelOrderInput, Order, OrderCreate, OrderRead, Side
 from pap.db import SessionFactory, transaction
 from pap.settings import Settings
 from services import marketplace
@@ -93,15 +95,33 @@ async def test_the_api_notes_its_start_and_the_backstop_then_leaves_the_order_al
     assert await _status(temporal_client, order.id) is None
 
 
-async def test_a_finished_order_is_never_started_again(
+async def test_a_completed_order_workflow_is_never_started_again(
     platform: object, sessions: SessionFactory, temporal_client: Client, starter: OrderWorkflowBackstop
 ) -> None:
     order = await _place_without_workflow(sessions)
     await _backstop(sessions, starter, order.id)
     handle = temporal_client.get_workflow_handle(order_workflow_id(order.id))
-    await handle.terminate(reason="test: the run has ended")
-    await _backstop(sessions, starter, order.id)  # a redelivered event: the order is still live in the database
-    assert await _status(temporal_client, order.id) is WorkflowExecutionStatus.TERMINATED
+    await handle.execute_update(
+        "cancel", CancelOrderInput(order_id=order.id, user_id=order.user_id), result_type=OrderRead
+    )
+    await handle.result()
+    async with transaction(sessions) as session:  # only a bug could reopen it: the backstop still starts nothing
+        await session.execute(update(Order).where(col(Order.id) == order.id).values(status="open"))
+    await _backstop(sessions, starter, order.id)
+    assert await _status(temporal_client, order.id) is WorkflowExecutionStatus.COMPLETED
+
+
+async def test_a_terminated_order_workflow_is_started_again_from_the_live_order(
+    platform: object, sessions: SessionFactory, temporal_client: Client, starter: OrderWorkflowBackstop
+) -> None:
+    order = await _place_without_workflow(sessions)
+    await _backstop(sessions, starter, order.id)
+    handle = temporal_client.get_workflow_handle(order_workflow_id(order.id))
+    first_run = (await handle.describe()).run_id
+    await handle.terminate(reason="test: ops ended the run; the order is still live")
+    await _backstop(sessions, starter, order.id)  # a redelivered event repairs it
+    description = await handle.describe()
+    assert description.status is WorkflowExecutionStatus.RUNNING and description.run_id != first_run
 
 
 async def test_a_change_made_outside_the_workflow_reaches_it_through_the_backstop(

@@ -39,7 +39,6 @@ class OrderLifecycle:
     def __init__(self, params: OrderWorkflowInput) -> None:
         self._params = params
         self._status = params.status
-        self._filled_quantity = params.filled_quantity
         self._refresh = False
 
     @workflow.run
@@ -83,7 +82,6 @@ class OrderLifecycle:
         return result
 
     def _apply(self, order: OrderRead) -> None:
-        self._filled_quantity = order.filled_quantity
         if order.status != self._status:
             self._status = order.status
             self._upsert([ORDER_STATUS.value_set(order.status.value)])
@@ -132,10 +130,6 @@ class OrderLifecycle:
 
     @amend.validator
     def _validate_amend(self, request: AmendOrderInput) -> None:
+        # What is filled is checked by the activity under the order's lock: this workflow's copy may
+        # lag (a cancelled deal gives fills back, and the workflow hears of it later).
         self._check(request.user_id, "amendable")
-        if request.quantity is not None and request.quantity <= self._filled_quantity:
-            raise ApplicationError(
-                f"{self._filled_quantity} shares are already filled.",
-                {"status": 422, "type": "quantity-below-filled"},
-                type="quantity-below-filled",
-            )

@@ -11,6 +11,7 @@ import uuid
 from datetime import date
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -47,6 +48,7 @@ from services.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_
 from temporal.ids import deal_workflow_id
 from temporal.starters import start_deal
 
+log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/deals", tags=["deals"])
 
 DealManager = Annotated[Principal, Depends(require(Permission.DEALS_MANAGE))]
@@ -96,7 +98,10 @@ async def create_brokered_deal(
             reservation_reference=reference,
             created_by=principal.user_id,
         )
-    await start_deal(temporal, deals.workflow_input(deal), settings.task_queue)
+    try:
+        await start_deal(temporal, deals.workflow_input(deal), settings.task_queue)
+    except Exception:  # the deal is saved: a retry must not create it twice; the deals.created backstop starts it
+        log.warning("deal created; its workflow is left to the backstop", deal_id=str(deal.id), exc_info=True)
     async with sessions() as session:
         return await deal_read(session, deal)
 

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from typing import Annotated
 
+import structlog
 from fastapi import APIRouter, Depends, Query, status
 
 from api.auth import CurrentUser, require
@@ -32,6 +33,7 @@ from temporal.ids import order_workflow_id
 from temporal.start_hints import mark_started
 from temporal.starters import start_lifecycle
 
+log = structlog.get_logger(__name__)
 router = APIRouter(tags=["marketplace"])
 Trader = Annotated[Principal, Depends(require(Permission.ORDERS_PLACE))]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
@@ -54,7 +56,14 @@ async def place_order(
         await start_lifecycle(client, outcome.order, settings.task_queue)
         await mark_started(redis, order_workflow_id(outcome.order.id))  # the backstop need not start it again
 
-    await asyncio.gather(start(), after_commit(client, outcome, task_queue=settings.task_queue))
+    try:
+        await asyncio.gather(start(), after_commit(client, outcome, task_queue=settings.task_queue))
+    except Exception:  # the order is saved: a retry must not place it twice; the outbox backstops finish this
+        log.warning(
+            "order placed; its workflow or deals are left to the backstops",
+            order_id=str(outcome.order.id),
+            exc_info=True,
+        )
     return outcome.order
 
 

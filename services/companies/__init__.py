@@ -24,7 +24,7 @@ from services.companies.registry import (
     update_company,
     update_security,
 )
-from services.companies.transfer_rules import check_transfer_allowed
+from services.companies.transfer_rules import check_transfer_allowed, trading_policy
 
 __all__ = [
     "BelowMinimumTransfer",
@@ -43,6 +43,7 @@ __all__ = [
     "get_security_and_company",
     "list_companies",
     "tradable_securities",
+    "trading_policy",
     "transfer_policy_for_security",
     "update_company",
     "update_security",

@@ -8,7 +8,13 @@ from datetime import date
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.companies import Company, SecurityRead, TransferPolicy
-from services.companies.errors import BelowMinimumTransfer, LockUpActive, SecurityNotTradable, TransferBlackout
+from services.companies.errors import (
+    BelowMinimumTransfer,
+    LockUpActive,
+    SecurityNotTradable,
+    TransferBlackout,
+    TransferNotAllowed,
+)
 from services.companies.queries import load_company, load_security, security_read
 
 
@@ -26,10 +32,27 @@ async def check_transfer_allowed(
     """
     if isinstance(security, uuid.UUID):
         security = security_read(await load_security(session, security))
-    if not security.tradable:
-        raise SecurityNotTradable(f"{security.class_name} is not open for secondary transfers.")
     if company is None or company.id != security.company_id:
         company = await load_company(session, security.company_id)
+    check_rules(security, company, quantity, on_date)
+
+
+async def trading_policy(session: AsyncSession, security_id: uuid.UUID, on_date: date) -> TransferPolicy | None:
+    """The company's transfer policy if its security may change hands on `on_date`; None while it may not
+    (not tradable, locked up, in a blackout). Matching asks this before it creates any trade."""
+    security = security_read(await load_security(session, security_id))
+    company = await load_company(session, security.company_id)
+    try:
+        check_rules(security, company, None, on_date)
+    except TransferNotAllowed:
+        return None
+    return TransferPolicy.model_validate(company.transfer_policy)
+
+
+def check_rules(security: SecurityRead, company: Company, quantity: int | None, on_date: date) -> None:
+    """The transfer rules over data already read; `quantity` None skips the minimum size."""
+    if not security.tradable:
+        raise SecurityNotTradable(f"{security.class_name} is not open for secondary transfers.")
     policy = TransferPolicy.model_validate(company.transfer_policy)
     if policy.lock_up_until is not None and on_date < policy.lock_up_until:
         raise LockUpActive(
@@ -43,15 +66,10 @@ async def check_transfer_allowed(
                 start_date=window.start_date.isoformat(),
                 end_date=window.end_date.isoformat(),
             )
-    if policy.minimum_transfer_shares is not None and quantity < policy.minimum_transfer_shares:
+    minimum = policy.minimum_transfer_shares
+    if minimum is not None and quantity is not None and quantity < minimum:
         raise BelowMinimumTransfer(
-            f"{company.name} requires at least {policy.minimum_transfer_shares} shares per transfer.",
-            minimum_transfer_shares=policy.minimum_transfer_shares,
-            errors=[
-                {
-                    "pointer": "/body/quantity",
-                    "field": "quantity",
-                    "detail": f"must be at least {policy.minimum_transfer_shares}",
-                }
-            ],
+            f"{company.name} requires at least {minimum} shares per transfer.",
+            minimum_transfer_shares=minimum,
+            errors=[{"pointer": "/body/quantity", "field": "quantity", "detail": f"must be at least {minimum}"}],
         )

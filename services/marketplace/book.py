@@ -11,19 +11,20 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from events import topics
 from events.outbox import record_event
-from models.marketplace import LIVE_STATUSES, BookLevel, Order, OrderBook, Side
-from services.marketplace.common import BOOK_CHANGED, SOURCE, money
+from models.marketplace import BookLevel, Order, OrderBook, Side
+from services.marketplace.common import BOOK_CHANGED, SOURCE, money, on_the_book
 
 EVENT_DEPTH = 50
 
 
 async def order_book(session: AsyncSession, security_id: uuid.UUID, *, depth: int | None = None) -> OrderBook:
-    """Remaining quantity of live orders per price level: bids best (highest) first, asks lowest first."""
+    """Remaining quantity per price level of the orders on the book (live, not past their expiry):
+    bids best (highest) first, asks lowest first."""
     remaining = func.sum(col(Order.quantity) - col(Order.filled_quantity))
     rows = (
         await session.execute(
             select(col(Order.side), col(Order.limit_price_amount), col(Order.limit_price_currency), remaining)
-            .where(col(Order.security_id) == security_id, col(Order.status).in_([s.value for s in LIVE_STATUSES]))
+            .where(col(Order.security_id) == security_id, on_the_book())
             .group_by(col(Order.side), col(Order.limit_price_amount), col(Order.limit_price_currency))
         )
     ).all()

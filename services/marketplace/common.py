@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -88,6 +89,19 @@ def trade_read(trade: Trade) -> TradeRead:
 
 def is_live(order: Order) -> bool:
     return OrderStatus(order.status) in LIVE_STATUSES
+
+
+def can_trade(order: Order, now: datetime) -> bool:
+    """Live and not past its good-till-date (the expiry timer may not have run yet)."""
+    return is_live(order) and (order.expires_at is None or order.expires_at > now)
+
+
+def on_the_book() -> ColumnElement[bool]:
+    """The SQL twin of `can_trade`: orders that may match, be shown or taken as a backup bid."""
+    return and_(
+        col(Order.status).in_([s.value for s in LIVE_STATUSES]),
+        or_(col(Order.expires_at).is_(None), col(Order.expires_at) > func.now()),
+    )
 
 
 def fill_status(order: Order) -> str:

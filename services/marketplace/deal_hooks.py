@@ -10,7 +10,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.base import Money, utcnow
 from models.marketplace import (
-    LIVE_STATUSES,
     BidCandidate,
     DealOrders,
     Fill,
@@ -27,6 +26,7 @@ from services.marketplace.common import (
     ORDER_CANCELLED,
     TRADE_CANCELLED,
     TRADE_SETTLED,
+    can_trade,
     emit_order,
     emit_trade,
     fill_status,
@@ -35,6 +35,7 @@ from services.marketplace.common import (
     lock_order,
     lock_security,
     money,
+    on_the_book,
     order_change_event,
     order_read,
     trade_read,
@@ -65,7 +66,7 @@ async def best_resting_bid(
         .where(
             col(Order.security_id) == security_id,
             col(Order.side) == Side.BUY.value,
-            col(Order.status).in_([s.value for s in LIVE_STATUSES]),
+            on_the_book(),
             col(Order.limit_price_currency) == min_price.currency,
             col(Order.limit_price_amount) >= min_price.amount,
             remaining >= quantity,
@@ -102,8 +103,8 @@ async def take_backup_bid(session: AsyncSession, *, order_id: uuid.UUID, deal_id
     )
     if existing is not None:
         return
-    if order.side != Side.BUY.value or not is_live(order) or quantity <= 0:
-        raise BidNotAvailable(f"Order {order_id} is not a live bid.")
+    if order.side != Side.BUY.value or not can_trade(order, utcnow()) or quantity <= 0:
+        raise BidNotAvailable(f"Order {order_id} is not a live bid (or is past its expiry).")
     if quantity > order.quantity - order.filled_quantity:
         raise BidNotAvailable(f"Order {order_id} has only {order.quantity - order.filled_quantity} shares left.")
     add_fill(session, order, deal_id, quantity)
@@ -203,17 +204,18 @@ async def on_deal_closed(session: AsyncSession, *, deal_id: uuid.UUID) -> None:
     await emit_trade(session, TRADE_SETTLED, trade)
 
 
-async def on_deal_cancelled(session: AsyncSession, *, deal_id: uuid.UUID, reason: str) -> None:
+async def on_deal_cancelled(session: AsyncSession, *, deal_id: uuid.UUID, reason: str) -> list[uuid.UUID]:
     """The deal failed: every fill it took is given back once.
 
     A live order gets the quantity back on the book (a sell keeps those shares reserved);
     a closed order releases a sell's shares and, if it was `filled`, becomes `cancelled`.
+    Returns the orders that changed (their workflows re-read them).
     """
     trade = await _trade(session, deal_id, for_update=True)
     fills_query = select(Fill).where(col(Fill.deal_id) == deal_id, col(Fill.status) == FillStatus.ACTIVE.value)
     fills = list((await session.execute(fills_query)).scalars())
     if not fills and (trade is None or trade.status == TradeStatus.CANCELLED.value):
-        return
+        return []
     security_id = trade.security_id if trade else (await load_order(session, fills[0].order_id)).security_id
     await lock_security(session, security_id)
     fills = list((await session.execute(fills_query.with_for_update())).scalars())
@@ -227,6 +229,7 @@ async def on_deal_cancelled(session: AsyncSession, *, deal_id: uuid.UUID, reason
         await session.flush()
         await emit_trade(session, TRADE_CANCELLED, trade)
     await emit_book_changed(session, security_id)
+    return [fill.order_id for fill in fills]
 
 
 async def _give_back(session: AsyncSession, order: Order, fill: Fill, deal_id: uuid.UUID, status_reason: str) -> None:

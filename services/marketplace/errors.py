@@ -6,6 +6,7 @@ InvalidInput (422)
 │   ├── InvalidPrice             invalid-price
 │   ├── InvalidMinQuantity       invalid-min-quantity
 │   ├── InvalidExpiry            invalid-expiry
+│   ├── OrderValueTooLarge       order-value-too-large
 │   ├── CurrencyMismatch         currency-mismatch
 │   └── QuantityBelowFilled      quantity-below-filled
 ├── UnknownSecurity              unknown-security
@@ -48,6 +49,11 @@ class InvalidMinQuantity(InvalidOrder):
 class InvalidExpiry(InvalidOrder):
     type = "invalid-expiry"
     title = "The time in force or expiry is not valid"
+
+
+class OrderValueTooLarge(InvalidOrder):
+    type = "order-value-too-large"
+    title = "Quantity times limit price is above the platform's limit"
 
 
 class CurrencyMismatch(InvalidOrder):
@@ -98,6 +104,7 @@ MARKETPLACE_ERRORS: dict[str, type[DomainError]] = {
         InvalidPrice,
         InvalidMinQuantity,
         InvalidExpiry,
+        OrderValueTooLarge,
         CurrencyMismatch,
         QuantityBelowFilled,
         UnknownSecurity,

@@ -9,12 +9,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.base import Money, utcnow
 from models.marketplace import Order, OrderStatus, Side
-from services import holdings
+from services import companies, holdings
 from services.marketplace.book import emit_book_changed
 from services.marketplace.common import (
     ORDER_CANCELLED,
     ORDER_EXPIRED,
     ORDER_UPDATED,
+    can_trade,
     emit_order,
     is_live,
     lock_order,
@@ -30,7 +31,7 @@ from services.marketplace.errors import (
 )
 from services.marketplace.match_ops import match_order
 from services.marketplace.orders import OrderOutcome
-from services.marketplace.validation import check_min_quantity, check_price, check_quantity
+from services.marketplace.validation import check_min_quantity, check_price, check_quantity, check_value
 
 
 async def _release_remaining(session: AsyncSession, order: Order, key: str) -> None:
@@ -60,6 +61,8 @@ async def cancel_order(
     order = await lock_order(session, order_id)
     if user_id is not None and order.user_id != user_id:
         raise OrderNotFound(f"No order {order_id}.")
+    if order.status == OrderStatus.CANCELLED.value:
+        return OrderOutcome(order_read(order))  # already cancelled (a retried step, or by the platform): done
     if not is_live(order):
         raise OrderNotCancellable(f"The order is {order.status}.", order_status=order.status)
     await _close(session, order, OrderStatus.CANCELLED, reason, ORDER_CANCELLED)
@@ -92,6 +95,8 @@ async def amend_order(
         raise OrderNotFound(f"No order {order_id}.")
     if not is_live(order):
         raise OrderNotAmendable(f"The order is {order.status}.", order_status=order.status)
+    if not can_trade(order, utcnow()):
+        raise OrderNotAmendable("The order is past its expiry.", order_status=order.status)
     new_quantity = order.quantity if quantity is None else quantity
     check_quantity(new_quantity)
     if new_quantity <= order.filled_quantity:
@@ -107,10 +112,13 @@ async def amend_order(
         if limit_price.currency != order.limit_price_currency:
             raise CurrencyMismatch(f"The order is priced in {order.limit_price_currency}.")
         new_price = limit_price.amount
+    check_value(new_quantity, Money(amount=new_price, currency=order.limit_price_currency))
     if new_quantity == order.quantity and new_price == order.limit_price_amount:
         return OrderOutcome(order_read(order))  # nothing to change: no new version, no event
     grows = new_quantity > order.quantity
     loses_priority = grows or new_price != order.limit_price_amount
+    if loses_priority:  # a new offer in all but name: today's transfer rules apply to it as to a new order
+        await companies.check_transfer_allowed(session, order.security_id, new_quantity, utcnow().date())
     version = order.version + 1
     if order.side == Side.SELL.value and order.reservation_reference and new_quantity != order.quantity:
         await _move_reservation(session, order, new_quantity, version)

@@ -8,9 +8,9 @@ from sqlalchemy import func, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.marketplace import LIVE_STATUSES, Listing, ListingPage, Order, Side
+from models.marketplace import Listing, ListingPage, Order, Side
 from services import companies
-from services.marketplace.common import money
+from services.marketplace.common import money, on_the_book
 from services.pagination import DEFAULT_LIMIT, MAX_LIMIT, InvalidCursor
 
 MAX_COMPANY_MATCHES = 1000
@@ -50,7 +50,7 @@ async def list_listings(
             remaining,
             func.count(),
         )
-        .where(col(Order.side) == Side.SELL.value, col(Order.status).in_([s.value for s in LIVE_STATUSES]))
+        .where(col(Order.side) == Side.SELL.value, on_the_book())
         .group_by(col(Order.security_id), col(Order.company_id), col(Order.limit_price_currency))
         .order_by(col(Order.security_id))
         .limit(limit + 1)

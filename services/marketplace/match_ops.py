@@ -15,10 +15,18 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.base import Money, utcnow
+from models.companies import TransferPolicy
 from models.deals import DealWorkflowInput, FrozenTransferPolicy
-from models.marketplace import LIVE_STATUSES, Fill, Order, Side, Trade, TradeRead
+from models.marketplace import Fill, Order, Side, Trade, TradeRead
 from services import companies, deals
-from services.marketplace.common import TRADE_MATCHED, emit_order, emit_trade, fill_status, order_change_event
+from services.marketplace.common import (
+    TRADE_MATCHED,
+    emit_order,
+    emit_trade,
+    fill_status,
+    on_the_book,
+    order_change_event,
+)
 from services.marketplace.common import trade_read as to_trade_read
 from services.marketplace.matching import BookOrder, match_incoming
 
@@ -52,7 +60,7 @@ async def crossing_resting_orders(session: AsyncSession, incoming: Order) -> lis
     query = select(Order).where(
         col(Order.security_id) == incoming.security_id,
         col(Order.side) == other,
-        col(Order.status).in_([s.value for s in LIVE_STATUSES]),
+        on_the_book(),
         col(Order.limit_price_currency) == incoming.limit_price_currency,
         col(Order.id) != incoming.id,
     )
@@ -72,9 +80,8 @@ def add_fill(session: AsyncSession, order: Order, deal_id: uuid.UUID, quantity: 
     session.add(order)
 
 
-async def _deal_for(session: AsyncSession, trade: Trade, sell: Order) -> DealWorkflowInput:
+async def _deal_for(session: AsyncSession, trade: Trade, sell: Order, policy: TransferPolicy) -> DealWorkflowInput:
     """The trade's deal, with the company's transfer policy frozen as it is now."""
-    policy = await companies.transfer_policy_for_security(session, trade.security_id)
     deal = await deals.create_deal(
         session,
         deal_id=trade.deal_id,
@@ -93,13 +100,24 @@ async def _deal_for(session: AsyncSession, trade: Trade, sell: Order) -> DealWor
     return deals.workflow_input(deal)
 
 
-async def match_order(session: AsyncSession, incoming: Order) -> MatchOutcome:
-    """Cross `incoming` (already saved, security locked) with the resting book; save trades, fills, events."""
+async def match_order(session: AsyncSession, incoming: Order, *, policy: TransferPolicy | None = None) -> MatchOutcome:
+    """Cross `incoming` (already saved, security locked) with the resting book; save trades, fills, events.
+
+    Trades follow the company's transfer rules as they are today: none while the security may not
+    change hands (orders rest), none below the minimum transfer. `policy` is the company's policy when
+    the caller has just checked those rules.
+    """
     outcome = MatchOutcome()
     if incoming.filled_quantity >= incoming.quantity:
         return outcome
+    if policy is None:
+        policy = await companies.trading_policy(session, incoming.security_id, utcnow().date())
+        if policy is None:
+            return outcome
     resting = {order.id: order for order in await crossing_resting_orders(session, incoming)}
-    matches = match_incoming(book_order(incoming), [book_order(o) for o in resting.values()])
+    matches = match_incoming(
+        book_order(incoming), [book_order(o) for o in resting.values()], policy.minimum_transfer_shares
+    )
     for match in matches:
         other = resting[uuid.UUID(str(match.resting_id))]
         buy, sell = (incoming, other) if incoming.side == Side.BUY.value else (other, incoming)
@@ -122,7 +140,7 @@ async def match_order(session: AsyncSession, incoming: Order) -> MatchOutcome:
         add_fill(session, sell, trade_id, match.quantity)
         await session.flush()
         await emit_trade(session, TRADE_MATCHED, trade)
-        outcome.deals.append(await _deal_for(session, trade, sell))
+        outcome.deals.append(await _deal_for(session, trade, sell, policy))
         await emit_order(session, order_change_event(other), other)
         outcome.trades.append(to_trade_read(trade))
         if other.id not in outcome.touched_order_ids:

@@ -6,7 +6,8 @@ feeds it the locked rows of one security and persists what it returns.
 Rules: an order crosses resting orders of the other side whose price is at least as good as
 its limit, best price first, then earliest priority; the trade price is the resting order's
 price; a user never trades with themselves (such resting orders are skipped); a fill smaller
-than an order's `min_quantity` is not allowed for that order unless it completes the order.
+than an order's `min_quantity` is not allowed for that order unless it completes the order;
+no trade is ever smaller than the company's minimum transfer (`min_trade`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def fill_allowed(order: BookOrder, quantity: int) -> bool:
     return order.min_quantity is None or quantity >= order.min_quantity or quantity == order.remaining
 
 
-def match_incoming(incoming: BookOrder, resting: Iterable[BookOrder]) -> list[Match]:
+def match_incoming(incoming: BookOrder, resting: Iterable[BookOrder], min_trade: int | None = None) -> list[Match]:
     """The fills of `incoming` against `resting` (any order, any side), best price-time first.
 
     A resting order skipped for a `min_quantity` may become fillable once the incoming
@@ -70,6 +71,8 @@ def match_incoming(incoming: BookOrder, resting: Iterable[BookOrder]) -> list[Ma
             if other.user_id == incoming.user_id or left[other.id] == 0:
                 continue
             quantity = min(remaining, left[other.id])
+            if min_trade is not None and quantity < min_trade:
+                continue
             if not fill_allowed(replace(incoming, remaining=remaining), quantity) or not fill_allowed(
                 replace(other, remaining=left[other.id]), quantity
             ):
@@ -90,12 +93,14 @@ class Trade:
     incoming_id: Hashable
 
 
-def run_stream(orders: Iterable[BookOrder]) -> tuple[list[Trade], dict[Hashable, BookOrder]]:
+def run_stream(
+    orders: Iterable[BookOrder], min_trade: int | None = None
+) -> tuple[list[Trade], dict[Hashable, BookOrder]]:
     """Place orders one after another into an empty book; returns the trades and the final book state."""
     book: dict[Hashable, BookOrder] = {}
     trades: list[Trade] = []
     for incoming in orders:
-        matches = match_incoming(incoming, book.values())
+        matches = match_incoming(incoming, book.values(), min_trade)
         remaining = incoming.remaining
         for match in matches:
             other = book[match.resting_id]

@@ -7,11 +7,20 @@ from decimal import Decimal
 
 from models.base import Money
 from models.marketplace import OrderCreate, TimeInForce
-from services.marketplace.errors import InvalidExpiry, InvalidMinQuantity, InvalidPrice, InvalidQuantity
+from services.marketplace.errors import (
+    InvalidExpiry,
+    InvalidMinQuantity,
+    InvalidPrice,
+    InvalidQuantity,
+    OrderValueTooLarge,
+)
 
 MAX_QUANTITY = 10**12
 MAX_PRICE = Decimal("1000000000")
 PRICE_STEP = Decimal("0.0001")
+MAX_ORDER_VALUE = Decimal(10**13)
+"""Quantity x price: every amount a trade moves (escrow, fees, balances) must fit the ledger's
+16 integer digits with room for a user's many deals."""
 
 
 def _field(name: str, detail: str) -> list[dict[str, str]]:
@@ -47,10 +56,19 @@ def check_min_quantity(min_quantity: int | None, quantity: int) -> None:
         )
 
 
+def check_value(quantity: int, price: Money) -> None:
+    if quantity * price.amount > MAX_ORDER_VALUE:
+        raise OrderValueTooLarge(
+            f"quantity x limit_price is at most {MAX_ORDER_VALUE:,} {price.currency}.",
+            errors=_field("quantity", f"quantity x limit_price must be at most {MAX_ORDER_VALUE}"),
+        )
+
+
 def check_order(body: OrderCreate, now: datetime) -> None:
     """Raise the first rule the order's own fields break (no database needed)."""
     check_quantity(body.quantity)
     check_price(body.limit_price)
+    check_value(body.quantity, body.limit_price)
     check_min_quantity(body.min_quantity, body.quantity)
     if body.time_in_force == TimeInForce.GTD:
         if body.expires_at is None or body.expires_at.tzinfo is None:

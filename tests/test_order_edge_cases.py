@@ -1,0 +1,209 @@
+"""Orders at the edges: expiry before its timer ran, the company's transfer rules at match time,
+an order whose workflow ops terminated, Temporal failing after the order committed, a deal's
+fill given back, and values the ledger could not hold."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.routers.marketplace import place_order as place_order_route
+from models.base import Money, utcnow
+from models.marketplace import OrderCreate, Side, TimeInForce
+from pap.db import SessionFactory, transaction
+from pap.settings import Settings
+from services import marketplace
+from services.identity.permissions import Role
+from services.identity.tokens import Principal
+from tests.factories import TestUser, make_verified_buyer
+from tests.market_support import new_security, verified_lot
+from tests.marketplace_support import (
+    Headers,
+    marketplace_events_of,
+    order_body,
+    orders_of,
+    place,
+    reserved_outstanding,
+    seller_with_shares,
+    trades_of_security,
+)
+from tests.support import eventually
+
+
+@pytest.fixture(scope="module")
+async def buyer(api: httpx.AsyncClient, token_for: Headers) -> TestUser:
+    return await make_verified_buyer(api, compliance_headers=token_for(uuid.uuid4(), Role.COMPLIANCE))
+
+
+async def _gtd_sell_past_its_expiry(sessions: SessionFactory, security_id: uuid.UUID) -> uuid.UUID:
+    """A sell placed an hour ago that expired a minute ago, its expiry timer not run yet (a lagging worker)."""
+    seller = uuid.uuid4()
+    await verified_lot(sessions, seller, security_id, 100)
+    now = utcnow()
+    body = OrderCreate(
+        security_id=security_id,
+        side=Side.SELL,
+        quantity=50,
+        limit_price=Money(amount=Decimal("10"), currency="USD"),
+        time_in_force=TimeInForce.GTD,
+        expires_at=now - timedelta(minutes=1),
+    )
+    async with transaction(sessions) as session:
+        outcome = await marketplace.place_order(session, seller, body, now=now - timedelta(hours=1))
+    return outcome.order.id
+
+
+async def test_an_order_past_its_expiry_never_trades_or_shows(
+    api: httpx.AsyncClient, sessions: SessionFactory, buyer: TestUser
+) -> None:
+    _, security_id = await new_security(sessions)
+    await _gtd_sell_past_its_expiry(sessions, security_id)
+
+    book = (await api.get(f"/v1/securities/{security_id}/book", headers=buyer.headers)).json()
+    assert book["asks"] == []
+    listings = (await api.get("/v1/listings", params={"limit": 200}, headers=buyer.headers)).json()["items"]
+    assert str(security_id) not in {item["security_id"] for item in listings}
+    bid = await place(api, buyer.headers, order_body(security_id, "buy", 50, "10.00"))
+    assert bid["status"] == "open"
+    assert await trades_of_security(sessions, security_id) == []
+
+
+async def test_trades_respect_the_companys_minimum_transfer(
+    api: httpx.AsyncClient, token_for: Headers, sessions: SessionFactory, buyer: TestUser
+) -> None:
+    _, security_id = await new_security(sessions, minimum_transfer_shares=500)
+    _, seller = await seller_with_shares(api, token_for, security_id, 1000)
+    await place(api, seller, order_body(security_id, "sell", 1000, "10.00"))
+
+    small = await api.post("/v1/orders", json=order_body(security_id, "buy", 10, "10.00"), headers=buyer.headers)
+    assert small.status_code == 422 and small.json()["type"].endswith("/below-minimum-transfer")
+    await place(api, buyer.headers, order_body(security_id, "buy", 600, "10.00"))
+    rest = await place(api, buyer.headers, order_body(security_id, "buy", 500, "10.00"))
+
+    assert [trade.quantity for trade in await trades_of_security(sessions, security_id)] == [600]
+    assert rest["status"] == "open"  # the ask's 400 left is below the minimum: no second trade
+
+
+async def test_an_amendment_follows_todays_transfer_rules(
+    api: httpx.AsyncClient, token_for: Headers, sessions: SessionFactory
+) -> None:
+    company_id, security_id = await new_security(sessions)
+    _, seller = await seller_with_shares(api, token_for, security_id, 1000)
+    sell = await place(api, seller, order_body(security_id, "sell", 100, "10.00"))
+    today = date.today()
+    window = {"start_date": str(today - timedelta(days=1)), "end_date": str(today + timedelta(days=5))}
+    admin = token_for(uuid.uuid4(), Role.ADMIN, mfa=True)
+    changed = await api.patch(
+        f"/v1/companies/{company_id}", json={"transfer_policy": {"blackout_windows": [window]}}, headers=admin
+    )
+    assert changed.status_code == 200, changed.text
+
+    grow = await api.patch(f"/v1/orders/{sell['id']}", json={"quantity": 900}, headers=seller)
+    assert grow.status_code == 422 and grow.json()["type"].endswith("/transfer-blackout")
+    assert (await api.get(f"/v1/orders/{sell['id']}", headers=seller)).json()["quantity"] == 100
+
+
+async def test_an_order_whose_workflow_was_terminated_can_still_be_cancelled(
+    api: httpx.AsyncClient, token_for: Headers, sessions: SessionFactory, temporal_client: Client
+) -> None:
+    _, security_id = await new_security(sessions)
+    seller_id, seller = await seller_with_shares(api, token_for, security_id, 100)
+    sell = await place(api, seller, order_body(security_id, "sell", 100, "10.00"))
+    await temporal_client.get_workflow_handle(sell["workflow_id"]).terminate(reason="ops repair")
+
+    cancelled = await api.post(f"/v1/orders/{sell['id']}/cancel", headers=seller)
+
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert await reserved_outstanding(sessions, seller_id, security_id) == 0
+
+
+class _TemporalDown:
+    async def start_workflow(self, *args: Any, **kwargs: Any) -> None:
+        raise RPCError("temporal unavailable", RPCStatusCode.UNAVAILABLE, b"")
+
+
+async def test_an_order_saved_before_temporal_failed_is_placed_once(
+    sessions: SessionFactory, settings: Settings, redis: Redis
+) -> None:
+    _, security_id = await new_security(sessions)
+    seller = uuid.uuid4()
+    await verified_lot(sessions, seller, security_id, 100)
+    principal = Principal(user_id=seller, roles=frozenset({Role.INVESTOR}), mfa=False)
+    body = OrderCreate(
+        security_id=security_id, side=Side.SELL, quantity=40, limit_price=Money(amount=Decimal("10"), currency="USD")
+    )
+
+    order = await place_order_route(body, principal, sessions, _TemporalDown(), redis, settings)  # type: ignore[arg-type]
+
+    assert order.status == "open" and order.quantity == 40  # answered as placed: the client does not retry
+    assert await orders_of(sessions, seller) == 1
+    assert await reserved_outstanding(sessions, seller, security_id) == 40
+
+
+async def test_a_fill_given_back_by_a_cancelled_deal_can_be_amended_below(
+    api: httpx.AsyncClient, token_for: Headers, sessions: SessionFactory, buyer: TestUser
+) -> None:
+    _, security_id = await new_security(sessions)
+    _, seller = await seller_with_shares(api, token_for, security_id, 100)
+    sell = await place(api, seller, order_body(security_id, "sell", 100, "10.00"))
+    await place(api, buyer.headers, order_body(security_id, "buy", 60, "10.00"))
+    (trade,) = await trades_of_security(sessions, security_id)
+    manager = token_for(uuid.uuid4(), Role.DEAL_MANAGER, mfa=True)
+    await eventually(
+        lambda: api.get(f"/v1/deals/{trade.deal_id}", headers=manager), lambda r: r.status_code == 200, what="deal"
+    )
+    cancel = await api.post(f"/v1/deals/{trade.deal_id}/cancel", json={"reason": "test"}, headers=manager)
+    assert cancel.status_code in (200, 202), cancel.text
+    await eventually(
+        lambda: api.get(f"/v1/orders/{sell['id']}", headers=seller),
+        lambda r: r.json()["filled_quantity"] == 0,
+        timeout=60,
+        what="the fill given back",
+    )
+
+    amended = await api.patch(f"/v1/orders/{sell['id']}", json={"quantity": 50}, headers=seller)
+
+    assert amended.status_code == 200, amended.text
+    assert amended.json()["quantity"] == 50
+
+
+async def test_an_order_worth_more_than_the_ledger_holds_is_refused(
+    api: httpx.AsyncClient, token_for: Headers, sessions: SessionFactory
+) -> None:
+    _, security_id = await new_security(sessions)
+    seller_id, seller = await seller_with_shares(api, token_for, security_id, 10**12)
+    before = await marketplace_events_of(sessions, seller_id)
+
+    response = await api.post("/v1/orders", json=order_body(security_id, "sell", 10**12, "100.00"), headers=seller)
+
+    assert response.status_code == 422 and response.json()["type"].endswith("/order-value-too-large")
+    assert await orders_of(sessions, seller_id) == 0
+    assert await reserved_outstanding(sessions, seller_id, security_id) == 0
+    assert await marketplace_events_of(sessions, seller_id) == before
+
+
+async def test_a_retried_cancel_answers_with_the_cancelled_order(
+    sessions: SessionFactory,
+) -> None:
+    _, security_id = await new_security(sessions)
+    seller = uuid.uuid4()
+    await verified_lot(sessions, seller, security_id, 100)
+    body = OrderCreate(
+        security_id=security_id, side=Side.SELL, quantity=10, limit_price=Money(amount=Decimal("10"), currency="USD")
+    )
+    async with transaction(sessions) as session:
+        placed = await marketplace.place_order(session, seller, body)
+    for _ in range(2):  # the activity's first attempt committed; its retry must not fail the Update
+        async with transaction(sessions) as session:
+            outcome = await marketplace.cancel_order(session, placed.order.id, seller)
+        assert outcome.order.status == "cancelled"
+    assert await reserved_outstanding(sessions, seller, security_id) == 0
