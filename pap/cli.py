@@ -149,6 +149,7 @@ def api() -> None:
         port=settings.api_port,
         log_config=None,
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         workers=settings.api_workers or 1,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     api_port: Port = 8000
     api_workers: int | None = None
     """uvicorn worker processes for `pap api` (unset: 1; `pap up` defaults to 2 so the API uses both cores)."""
+    forwarded_allow_ips: str = "127.0.0.1"
+    """Proxies whose X-Forwarded-For names the client (comma-separated addresses or CIDRs): behind an
+    ingress, its addresses, or every sign-in shares one throttle bucket under the ingress's address."""
     temporal_port: Port = 7233
     temporal_ui_port: Port = 8233
     kafka_port: Port = 9092

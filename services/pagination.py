@@ -28,7 +28,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, item_id = json.loads(raw)
-        return datetime.fromisoformat(created_at), uuid.UUID(item_id)
+        if not isinstance(created_at, str) or not isinstance(item_id, str):
+            raise TypeError("a cursor holds two strings")
+        moment = datetime.fromisoformat(created_at)
+        if moment.tzinfo is None:
+            raise ValueError("a cursor's time has its offset")
+        return moment, uuid.UUID(item_id)
     except (ValueError, TypeError, binascii.Error) as error:
         raise InvalidCursor(
             "The cursor was not issued by this list.",

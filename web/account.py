@@ -67,10 +67,12 @@ async def login(
     user_agent = request.headers.get("user-agent")
     form = {"username": username}
     outcome: identity.IssuedTokens | DomainError
+    counted = False  # this attempt holds one of the account's throttle slots
     try:
         if challenge:  # the code step: throttled and audited as the account that gave its password
             user_id, email = state.keyring.verify_mfa_challenge(challenge)
-        await identity.check_login_allowed(redis, email=email, ip=ip)
+        await identity.reserve_login_attempt(redis, email=email, ip=ip)
+        counted = True
         async with transaction(sessions) as session:
             if challenge:
                 outcome = await identity.mfa_login(
@@ -89,16 +91,17 @@ async def login(
     except DomainError as error:
         outcome = error
     if isinstance(outcome, DomainError):
+        if counted:
+            failed = isinstance(outcome, InvalidCredentials)
+            await identity.settle_login_attempt(redis, email=email, ip=ip, result="failed" if failed else "undecided")
         if isinstance(outcome, MfaRequired) and outcome.user_id is not None:
             challenge = state.keyring.issue_mfa_challenge(outcome.user_id, email)
             ctx: dict[str, object] = {"form": form, "challenge": challenge, "notice": "Enter the code from your app."}
             return await render(request, "login.html", ctx, status_code=401)
-        if isinstance(outcome, InvalidCredentials):
-            await identity.record_login_failure(redis, email=email, ip=ip)
         keep = challenge if isinstance(outcome, InvalidCredentials) else ""  # a wrong code may be retried
         ctx = {"form": form, "challenge": keep, "mfa": bool(otp), "errors": {"_": outcome.detail}}
         return await render(request, "login.html", ctx, status_code=401)
-    await identity.clear_account_failures(redis, email=email)
+    await identity.settle_login_attempt(redis, email=email, ip=ip, result="signed_in")
     response = redirect("/app")
     set_session(request, response, outcome)
     return response
@@ -143,8 +146,11 @@ async def revoke(
 
 @router.post("/security/mfa")
 async def start_mfa(request: Request, principal: Viewer, sessions: SessionsDep) -> Response:
-    async with transaction(sessions) as session:
-        enrolment = await identity.start_totp(session, principal.user_id)
+    try:
+        async with transaction(sessions) as session:
+            enrolment = await identity.start_totp(session, principal.user_id, principal.session_id)
+    except DomainError as error:
+        return await _security(request, principal, sessions, mfa_start_error=error.detail)
     buffer = io.BytesIO()
     segno.make(enrolment.otpauth_uri, error="m").save(buffer, kind="svg", scale=4, svgclass=None, lineclass=None)
     svg = buffer.getvalue().decode().split("?>", 1)[-1]

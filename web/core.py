@@ -112,10 +112,15 @@ async def optional_viewer(request: Request, state: StateDep) -> Principal | None
     return principal
 
 
+REFRESH_GRACE_SECONDS = 10
+"""How long racing requests of one browser may reuse the pair the first of them got."""
+
+
 async def _rotate(state: AppState, refresh: str) -> tuple[str, str] | None:
     """Refresh once per refresh token even when requests race (a page and its htmx poll): the first
-    request rotates under a Redis lock and leaves the new pair for a minute; the others reuse it, so the
-    API's reuse detection never revokes a browser session by accident."""
+    request rotates under a Redis lock and leaves the new pair for a few seconds; the others reuse it, so
+    the API's reuse detection never revokes a browser session by accident, while a cookie replayed later
+    (stolen) still trips it."""
     redis = state.resources.redis
     key = "pap:web:refreshed:" + hashlib.sha256(refresh.encode()).hexdigest()
     for _ in range(50):
@@ -128,7 +133,7 @@ async def _rotate(state: AppState, refresh: str) -> tuple[str, str] | None:
                 outcome = await identity.refresh(session, redis, state.keyring, refresh_token=refresh)
             if isinstance(outcome, DomainError):
                 return None
-            await redis.set(key, f"{outcome.access_token}|{outcome.refresh_token}", ex=60)
+            await redis.set(key, f"{outcome.access_token}|{outcome.refresh_token}", ex=REFRESH_GRACE_SECONDS)
             return outcome.access_token, outcome.refresh_token
         await asyncio.sleep(0.1)  # another request of this browser is rotating right now
     return None

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from api.auth import require
-from api.deps import SessionDep
+from api.deps import RedisDep, SessionDep
 from models.admin import AuditEntryRead, AuditPage, VerifyResult
 from models.identity import RolesUpdate, UserRead
 from services import admin, identity
@@ -22,10 +22,14 @@ UserManager = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
 
 
 @router.post("/users/{user_id}/roles")
-async def set_roles(user_id: uuid.UUID, body: RolesUpdate, principal: UserManager, session: SessionDep) -> UserRead:
-    """Replace the user's roles (an issuer needs `company_id`); tokens pick them up at the next refresh."""
-    user = await identity.set_roles(
+async def set_roles(
+    user_id: uuid.UUID, body: RolesUpdate, principal: UserManager, session: SessionDep, redis: RedisDep
+) -> UserRead:
+    """Replace the user's roles (an issuer needs `company_id`). Added roles arrive with the next token
+    refresh; a removed role or company ends the user's sessions at once (they sign in again)."""
+    user = await identity.change_roles(
         session,
+        redis,
         actor_id=principal.user_id,
         user_id=user_id,
         roles=[Role(r) for r in body.roles],

@@ -76,7 +76,7 @@ async def token(
         raise UnsupportedGrant("grant_type must be 'password'.")
     email = username.strip().lower()
     ip = _client_ip(request)
-    await identity.check_login_allowed(redis, email=email, ip=ip)
+    await identity.reserve_login_attempt(redis, email=email, ip=ip)
     async with transaction(sessions) as session:
         outcome = await identity.password_login(
             session,
@@ -88,10 +88,10 @@ async def token(
             user_agent=request.headers.get("user-agent"),
         )
     if isinstance(outcome, DomainError):
-        if isinstance(outcome, InvalidCredentials):
-            await identity.record_login_failure(redis, email=email, ip=ip)
+        failed = isinstance(outcome, InvalidCredentials)
+        await identity.settle_login_attempt(redis, email=email, ip=ip, result="failed" if failed else "undecided")
         raise outcome
-    await identity.clear_account_failures(redis, email=email)
+    await identity.settle_login_attempt(redis, email=email, ip=ip, result="signed_in")
     return _tokens(outcome, response)
 
 
@@ -146,7 +146,7 @@ async def revoke_session(
 @router.post("/v1/auth/mfa/totp")
 async def start_totp(principal: CurrentUser, session: SessionDep, response: Response) -> TotpEnrolment:
     response.headers.update(NO_STORE)
-    return await identity.start_totp(session, principal.user_id)
+    return await identity.start_totp(session, principal.user_id, principal.session_id)
 
 
 @router.post("/v1/auth/mfa/totp/verify")

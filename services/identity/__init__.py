@@ -3,6 +3,7 @@
 from services.identity.mfa import confirm_totp, start_totp
 from services.identity.sessions import (
     IssuedTokens,
+    change_roles,
     list_sessions,
     mfa_login,
     password_login,
@@ -11,20 +12,18 @@ from services.identity.sessions import (
     revoke_session,
     upgrade_to_mfa,
 )
-from services.identity.throttling import check_login_allowed, clear_account_failures, record_login_failure
+from services.identity.throttling import reserve_login_attempt, settle_login_attempt
 from services.identity.users import (
     ensure_bootstrap_admin,
     get_user,
     normalise_email,
     register,
-    set_roles,
     to_read,
 )
 
 __all__ = [
     "IssuedTokens",
-    "check_login_allowed",
-    "clear_account_failures",
+    "change_roles",
     "confirm_totp",
     "ensure_bootstrap_admin",
     "get_user",
@@ -32,12 +31,12 @@ __all__ = [
     "mfa_login",
     "normalise_email",
     "password_login",
-    "record_login_failure",
     "refresh",
     "register",
+    "reserve_login_attempt",
     "revoke_all_sessions",
     "revoke_session",
-    "set_roles",
+    "settle_login_attempt",
     "start_totp",
     "to_read",
     "upgrade_to_mfa",

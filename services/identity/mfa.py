@@ -7,20 +7,31 @@ import hmac
 import secrets
 import time
 import uuid
+from datetime import timedelta
 
 import pyotp
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.base import utcnow
-from models.identity import RecoveryCode, TotpEnrolment, User
-from services.errors import Conflict, InvalidInput
+from models.identity import AuthSession, RecoveryCode, TotpEnrolment, User
+from services.errors import Conflict, Forbidden, InvalidInput
 from services.identity import trail
 from services.identity.users import get_user
 
 ISSUER_NAME = "Private Assets Platform"
 RECOVERY_CODE_COUNT = 10
 TOTP_WINDOW = 1  # accept the previous and next 30 s step for clock drift
+
+
+RECENT_SIGN_IN = timedelta(minutes=15)
+"""Enrolling a second factor needs a password sign-in this recent: a stolen token (or an old
+browser session) must not be able to bind the attacker's authenticator to the account."""
+
+
+class ReauthenticationRequired(Forbidden):
+    type = "reauthentication-required"
+    title = "Sign in again to change your second factor"
 
 
 class MfaAlreadyEnabled(Conflict):
@@ -47,8 +58,17 @@ def _new_recovery_code() -> str:
     return f"{raw[:5]}-{raw[5:]}"
 
 
-async def start_totp(session: AsyncSession, user_id: uuid.UUID) -> TotpEnrolment:
-    """A fresh secret, stored as pending until a first code proves the authenticator has it."""
+async def start_totp(session: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID | None) -> TotpEnrolment:
+    """A fresh secret, stored as pending until a first code proves the authenticator has it.
+
+    Only from a session whose password sign-in is recent (`RECENT_SIGN_IN`).
+    """
+    if session_id is not None:
+        auth_session = await session.get(AuthSession, session_id)
+        if auth_session is None or auth_session.created_at < utcnow() - RECENT_SIGN_IN:
+            raise ReauthenticationRequired(
+                "Sign in with your password again (within the last 15 minutes) before enrolling an authenticator."
+            )
     user = await get_user(session, user_id, for_update=True)
     if user.mfa_enabled:
         raise MfaAlreadyEnabled("TOTP is already enrolled for this account.")

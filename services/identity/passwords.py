@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from argon2 import PasswordHasher
@@ -89,12 +90,17 @@ def check_policy(password: str, *, email: str) -> None:
         )
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+async def hash_password(password: str) -> str:
+    """Argon2 takes a core for a good part of a second by design: in a thread, so the API keeps serving."""
+    return await asyncio.to_thread(_hasher.hash, password)
 
 
-def verify_password(password_hash: str | None, password: str) -> bool:
-    """Constant-time argon2 verification; for an unknown user hash a dummy so timing does not reveal it."""
+async def verify_password(password_hash: str | None, password: str) -> bool:
+    """Constant-time argon2 verification (in a thread); an unknown user checks a dummy hash: same timing."""
+    return await asyncio.to_thread(_verify, password_hash, password)
+
+
+def _verify(password_hash: str | None, password: str) -> bool:
     try:
         return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
+from sqlalchemy import update
 from sqlmodel import and_, col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -24,7 +25,7 @@ from services.identity.mfa import verify_second_factor
 from services.identity.passwords import hash_password, needs_rehash, verify_password
 from services.identity.permissions import Role
 from services.identity.tokens import ACCESS_TOKEN_TTL_SECONDS, KeyRing, Principal
-from services.identity.users import find_by_email, get_user
+from services.identity.users import find_by_email, get_user, set_roles
 
 REFRESH_TOKEN_TTL = timedelta(days=30)
 REVOKED_SESSION_KEY = "pap:identity:revoked-session:{}"
@@ -115,7 +116,7 @@ async def password_login(
 ) -> IssuedTokens | DomainError:
     """Tokens, or the error to answer; failures are audited in this transaction, so the caller commits then raises."""
     user = await find_by_email(session, email, for_update=True)
-    if not verify_password(user.password_hash if user else None, password) or user is None:
+    if not await verify_password(user.password_hash if user else None, password) or user is None:
         await trail.security_event(
             session,
             trail.LOGIN_FAILED,
@@ -126,7 +127,7 @@ async def password_login(
         )
         return InvalidCredentials("The email or password is wrong.")
     if needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+        user.password_hash = await hash_password(password)
         session.add(user)
     if user.mfa_enabled:
         if not otp:
@@ -257,7 +258,11 @@ async def refresh(
 async def upgrade_to_mfa(
     session: AsyncSession, keyring: KeyRing, *, session_id: uuid.UUID | None
 ) -> IssuedTokens | None:
-    """After TOTP enrolment the current session has proven both factors: mark it and issue MFA tokens."""
+    """After TOTP enrolment the current session has proven both factors: mark it and issue MFA tokens.
+
+    The session's earlier refresh tokens are spent here, so only the new one carries the session on
+    (an old one would otherwise fork it, and presenting it now counts as reuse).
+    """
     if session_id is None:
         return None
     auth_session = await session.get(AuthSession, session_id, with_for_update=True)
@@ -265,6 +270,11 @@ async def upgrade_to_mfa(
         return None
     auth_session.mfa = True
     session.add(auth_session)
+    await session.execute(
+        update(RefreshToken)
+        .where(col(RefreshToken.session_id) == auth_session.id, col(RefreshToken.rotated_at).is_(None))
+        .values(rotated_at=utcnow())
+    )
     user = await get_user(session, auth_session.user_id)
     return await _issue(session, keyring, user, auth_session)
 
@@ -331,3 +341,22 @@ async def revoke_all_sessions(
     for auth_session in rows:
         await _revoke(session, redis, auth_session, reason=reason, actor_id=actor_id)
     return len(rows)
+
+
+async def change_roles(
+    session: AsyncSession,
+    redis: Redis,
+    *,
+    actor_id: uuid.UUID,
+    user_id: uuid.UUID,
+    roles: list[Role],
+    company_id: uuid.UUID | None,
+) -> User:
+    """Replace a user's roles. Losing a role or a company ends every session of theirs at once:
+    an access token carries its roles for its lifetime, and a refresh would keep them coming."""
+    before = await get_user(session, user_id)
+    had_roles, had_company = set(before.roles), before.company_id
+    user = await set_roles(session, actor_id=actor_id, user_id=user_id, roles=roles, company_id=company_id)
+    if had_roles - set(user.roles) or (had_company is not None and had_company != user.company_id):
+        await revoke_all_sessions(session, redis, user_id=user.id, actor_id=actor_id, reason="roles_changed")
+    return user

@@ -10,7 +10,7 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.identity import User, UserRead
-from services.errors import InvalidInput, NotFound
+from services.errors import Conflict, InvalidInput, NotFound
 from services.identity import trail
 from services.identity.passwords import check_policy, hash_password
 from services.identity.permissions import Role
@@ -21,6 +21,16 @@ _BOOTSTRAP_LOCK_KEY = 0x5041505F41444D4E  # "PAP_ADMN"
 class InvalidEmail(InvalidInput):
     type = "invalid-email"
     title = "The email address is not valid"
+
+
+class BootstrapEmailTaken(Conflict):
+    type = "bootstrap-email-taken"
+    title = "The bootstrap admin's email belongs to an existing account"
+
+
+class LastAdmin(Conflict):
+    type = "last-admin"
+    title = "The platform's last admin cannot lose the admin role"
 
 
 class IssuerNeedsCompany(InvalidInput):
@@ -67,7 +77,7 @@ async def register(session: AsyncSession, *, email: str, password: str, full_nam
     """
     email = normalise_email(email)
     check_policy(password, email=email)
-    password_hash = hash_password(password)  # also for an existing email: same work, same timing
+    password_hash = await hash_password(password)  # also for an existing email: same work, same timing
     existing = await find_by_email(session, email)
     if existing is not None:
         await trail.security_event(
@@ -106,6 +116,8 @@ async def set_roles(
         )
     user = await get_user(session, user_id, for_update=True)
     before = list(user.roles)
+    if Role.ADMIN.value in before and Role.ADMIN not in roles and await _admin_count(session, lock=True) <= 1:
+        raise LastAdmin("Give another user the admin role first: nobody could manage users after this.")
     user.roles = sorted({r.value for r in roles})
     user.company_id = company_id if Role.ISSUER in roles else None
     session.add(user)
@@ -121,19 +133,31 @@ async def set_roles(
     return user
 
 
-async def ensure_bootstrap_admin(session: AsyncSession, *, email: str, password: str) -> User | None:
-    """Create (or promote) the configured admin when no admin exists; a no-op otherwise. Safe to run at every start."""
-    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _BOOTSTRAP_LOCK_KEY})
-    admins = await session.scalar(
+async def _admin_count(session: AsyncSession, *, lock: bool = False) -> int:
+    if lock:  # one role change or bootstrap at a time decides who the admins are
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _BOOTSTRAP_LOCK_KEY})
+    count = await session.scalar(
         select(func.count()).select_from(User).where(col(User.roles).contains([Role.ADMIN.value]))
     )
-    if admins:
+    return int(count or 0)
+
+
+async def ensure_bootstrap_admin(session: AsyncSession, *, email: str, password: str) -> User | None:
+    """Create the configured admin when no admin exists; a no-op otherwise. Safe to run at every start.
+
+    An account already registered under that email is never promoted: whoever registered it
+    chose its password, so promoting it could hand the platform to a stranger.
+    """
+    if await _admin_count(session, lock=True):
         return None
     email = normalise_email(email)
-    user = await find_by_email(session, email, for_update=True)
-    if user is None:
-        user = User(email=email, full_name="Administrator", password_hash=hash_password(password), roles=[])
-    user.roles = sorted({*user.roles, Role.ADMIN.value})
+    if await find_by_email(session, email) is not None:
+        raise BootstrapEmailTaken(
+            f"{email} is already registered by someone; set PAP_BOOTSTRAP_ADMIN_EMAIL to an unused address."
+        )
+    user = User(
+        email=email, full_name="Administrator", password_hash=await hash_password(password), roles=[Role.ADMIN.value]
+    )
     session.add(user)
     await session.flush()
     await trail.security_event(

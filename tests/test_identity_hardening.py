@@ -1,0 +1,140 @@
+"""Identity under attack: parallel password guesses, a squatted bootstrap email, the last admin,
+a demoted user's live tokens, a session's pre-MFA refresh token, and forged list cursors."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import text
+
+from pap.db import SessionFactory
+from pap.settings import Settings
+from services import identity
+from services.identity.permissions import Role
+from services.identity.users import BootstrapEmailTaken, LastAdmin, find_by_email
+from tests.factories import PASSWORD, enrol_totp, login, register_and_login
+
+Headers = Callable[..., dict[str, str]]
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    client = Redis.from_url(settings.require("redis_url"), decode_responses=True)
+    yield client
+    await client.delete("pap:identity:login-fail:ip:127.0.0.1")  # tests share one address: unlock it for the rest
+    await client.aclose()
+
+
+async def test_a_burst_of_parallel_guesses_has_at_most_five_checked(api: httpx.AsyncClient, redis: Redis) -> None:
+    user = await register_and_login(api)
+
+    answers = await asyncio.gather(*(login(api, user.email, f"Wrong-password-{n}!") for n in range(15)))
+
+    statuses = [answer.status_code for answer in answers]
+    assert statuses.count(401) == 5 and statuses.count(429) == 10, statuses
+    assert (await login(api, user.email, PASSWORD)).status_code == 429  # locked for the window, right password or not
+
+
+async def test_a_right_password_with_a_code_due_does_not_use_up_attempts(api: httpx.AsyncClient, redis: Redis) -> None:
+    user = await enrol_totp(api, await register_and_login(api))
+    for _ in range(6):  # the password is right; only the code is missing: never a lockout
+        assert (await login(api, user.email, PASSWORD)).status_code == 401
+    assert (await login(api, user.email, "Wrong-password-123!")).status_code == 401
+
+
+async def test_the_bootstrap_admin_never_promotes_an_account_someone_registered(
+    api: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    squatter = await register_and_login(api)
+    async with sessions() as session, session.begin():
+        await session.execute(text("UPDATE identity.user SET roles = array_remove(roles, 'admin')"))  # rolled back
+        with pytest.raises(BootstrapEmailTaken):
+            await identity.ensure_bootstrap_admin(session, email=squatter.email, password="Bootstrap-Pass-123!")
+        user = await find_by_email(session, squatter.email)
+        assert user is not None and user.roles == ["investor"]
+        await session.rollback()
+
+
+async def test_the_last_admin_cannot_lose_the_role(
+    api: httpx.AsyncClient, sessions: SessionFactory, redis: Redis
+) -> None:
+    admin = await register_and_login(api)
+    async with sessions() as session, session.begin():
+        await session.execute(  # rolled back: this user is the only admin
+            text(
+                "UPDATE identity.user SET roles = "
+                "CASE WHEN id = :id THEN ARRAY['admin'] ELSE array_remove(roles, 'admin') END"
+            ),
+            {"id": admin.id},
+        )
+        with pytest.raises(LastAdmin):
+            await identity.change_roles(
+                session, redis, actor_id=admin.id, user_id=admin.id, roles=[Role.INVESTOR], company_id=None
+            )
+        await session.rollback()
+
+
+async def test_losing_a_role_ends_the_users_sessions_at_once(api: httpx.AsyncClient, token_for: Headers) -> None:
+    admin = token_for(uuid.uuid4(), Role.ADMIN, mfa=True)
+    user = await register_and_login(api)
+    granted = await api.post(
+        f"/v1/admin/users/{user.id}/roles", json={"roles": ["investor", "compliance"]}, headers=admin
+    )
+    assert granted.status_code == 200, granted.text
+    assert (await api.get("/v1/me", headers=user.headers)).status_code == 200  # gaining a role ends nothing
+
+    removed = await api.post(f"/v1/admin/users/{user.id}/roles", json={"roles": ["investor"]}, headers=admin)
+
+    assert removed.status_code == 200, removed.text
+    assert (await api.get("/v1/me", headers=user.headers)).status_code == 401
+    refreshed = await api.post("/v1/auth/refresh", json={"refresh_token": user.refresh_token})
+    assert refreshed.status_code == 401
+
+
+async def test_mfa_enrolment_spends_the_sessions_password_only_refresh_token(api: httpx.AsyncClient) -> None:
+    user = await register_and_login(api)
+    before_mfa = user.refresh_token
+    await enrol_totp(api, user)
+
+    replayed = await api.post("/v1/auth/refresh", json={"refresh_token": before_mfa})
+
+    assert replayed.status_code == 401
+    assert (await api.post("/v1/auth/refresh", json={"refresh_token": user.refresh_token})).status_code == 401
+    assert (await api.get("/v1/me", headers=user.headers)).status_code == 401  # reuse ended the session
+
+
+@pytest.mark.parametrize(
+    "forged", [["2024-01-01T00:00:00+00:00", 5], ["2024-01-01T00:00:00", str(uuid.uuid4())], [1, 2]]
+)
+async def test_a_forged_cursor_is_a_422_problem(api: httpx.AsyncClient, forged: list[object]) -> None:
+    user = await register_and_login(api)
+    cursor = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode().rstrip("=")
+
+    response = await api.get("/v1/auth/sessions", params={"cursor": cursor}, headers=user.headers)
+
+    assert response.status_code == 422
+    assert response.json()["type"].endswith("/invalid-cursor")
+
+
+async def test_enrolling_an_authenticator_needs_a_recent_password_sign_in(
+    api: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    user = await register_and_login(api)
+    async with sessions() as session, session.begin():  # the sign-in was an hour ago (or the token was stolen)
+        await session.execute(
+            text("UPDATE identity.session SET created_at = now() - interval '1 hour' WHERE user_id = :u"),
+            {"u": user.id},
+        )
+
+    stale = await api.post("/v1/auth/mfa/totp", headers=user.headers)
+
+    assert stale.status_code == 403 and stale.json()["type"].endswith("/reauthentication-required")
+    fresh = await register_and_login(api)
+    assert (await api.post("/v1/auth/mfa/totp", headers=fresh.headers)).status_code == 200
