@@ -292,6 +292,17 @@ async def test_reminder_and_void_are_recorded_and_void_is_idempotent(
     assert nothing_due == []
 
 
+async def test_a_retried_reminder_step_reminds_nobody_twice(sessions: SessionFactory, store: LocalObjectStore) -> None:
+    deal = make_deal()
+    doc = await generate(sessions, store, deal)
+    for expected in ([deal.seller.user_id], []):  # the step's first attempt committed; its retry runs again
+        async with transaction(sessions) as session:
+            assert await documents.send_reminder(session, doc.id) == expected
+    async with transaction(sessions) as session:
+        trail = await documents.signature_events(session, doc.id)
+    assert [str(e.kind) for e in trail].count("reminded") == 1
+
+
 async def test_fully_signed_document_is_sealed_with_a_certificate_page_and_a_valid_pades_signature(
     api: httpx.AsyncClient,
     sessions: SessionFactory,

@@ -22,9 +22,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from events.consumer import ConsumerRunner, ConsumerSpec
 from events.envelope import CloudEvent
 from events.kafka import create_producer
-from models.notifications import Delivery
+from models.notifications import Channel, Delivery
 from pap.db import SessionFactory, transaction
 from pap.settings import Settings
+from services.notifications.dispatch import delivery_id
 from tests.factories import TestUser, register_and_login
 from tests.support import eventually, read_topic
 from workers.consumers import notifications_spec
@@ -109,6 +110,8 @@ async def test_order_confirmation_email_reaches_the_smtp_sink_once(
     assert event.data["order_id"] in text.get_content()
     assert "<h1" in html.get_content() and "Order confirmation" in html.get_content()
     assert await deliveries(sessions, event.id, "email") == 1
+    # Any resend of this delivery (a crash before its row committed) carries the same Message-ID.
+    assert message["Message-ID"] == f"<{delivery_id(event.id, user.id, Channel.EMAIL)}@pap.local>"
 
     page = await inbox(api, user)
     assert [n["kind"] for n in page["items"]].count("order_created") == 1

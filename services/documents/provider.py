@@ -7,11 +7,14 @@ service functions; the built-in provider keeps everything in the `documents` sch
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models.base import utcnow
 from models.documents import (
     Document,
     SignatureEvent,
@@ -20,6 +23,10 @@ from models.documents import (
     SignerSpec,
     SignerStatus,
 )
+
+REMINDER_GAP = timedelta(hours=1)
+"""A signer reminded this recently is not reminded again: the workflow's reminders are days apart,
+so this only stops a retried reminder step (its first attempt committed) from emailing twice."""
 
 
 class SignatureProvider(Protocol):
@@ -96,7 +103,8 @@ class BuiltinSignatureProvider:
         if not pending:
             return []
         current = min(r.signing_order for r in pending)
-        due = [r for r in pending if r.signing_order == current]
+        recently = await self._reminded_since(session, document.id, utcnow() - REMINDER_GAP)
+        due = [r for r in pending if r.signing_order == current and r.id not in recently]
         for request in due:
             session.add(
                 SignatureEvent(
@@ -108,6 +116,17 @@ class BuiltinSignatureProvider:
                 )
             )
         return due
+
+    @staticmethod
+    async def _reminded_since(session: AsyncSession, document_id: object, since: datetime) -> set[uuid.UUID]:
+        rows = await session.exec(
+            select(SignatureEvent.signature_request_id).where(
+                SignatureEvent.document_id == document_id,
+                SignatureEvent.kind == SignatureEventKind.REMINDED,
+                col(SignatureEvent.at) > since,
+            )
+        )
+        return {request_id for request_id in rows.all() if request_id is not None}
 
 
 PROVIDERS: dict[str, SignatureProvider] = {BuiltinSignatureProvider.name: BuiltinSignatureProvider()}

@@ -120,6 +120,15 @@ class Notifier:
             log.info("notification delivered", channel=channel.value, kind=intent.kind, status=delivery.status)
 
 
+DELIVERY_NAMESPACE = uuid.UUID("5b0f4c52-8f3e-4a57-9d8e-2f7c1a6d3e90")
+
+
+def delivery_id(event_id: uuid.UUID, user_id: uuid.UUID, channel: Channel) -> uuid.UUID:
+    """The same id for every attempt at one delivery: a resend after a crash carries the same
+    Message-ID and SMS idempotency key, so the mail server and the SMS provider see a duplicate."""
+    return uuid.uuid5(DELIVERY_NAMESPACE, f"{event_id}:{user_id}:{channel.value}")
+
+
 async def _insert_delivery(
     session: AsyncSession,
     event_id: uuid.UUID,
@@ -130,7 +139,7 @@ async def _insert_delivery(
 ) -> None:
     """The `(event, user, channel)` delivery row, unless an earlier attempt wrote it."""
     row = {
-        "id": uuid.uuid4(),
+        "id": delivery_id(event_id, intent.user_id, channel),
         "event_id": event_id,
         "user_id": intent.user_id,
         "channel": channel.value,

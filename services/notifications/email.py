@@ -11,7 +11,7 @@ from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.utils import formataddr, make_msgid
+from email.utils import formataddr
 from pathlib import Path
 
 import aiosmtplib
@@ -64,7 +64,7 @@ def build_message(intent: Intent, recipient: Recipient, *, sender: str, delivery
     message["From"] = sender
     message["To"] = formataddr((recipient.name, recipient.email))
     message["Subject"] = Header(intent.title, "utf-8").encode()
-    message["Message-ID"] = make_msgid(idstring=str(delivery_id), domain="pap.local")
+    message["Message-ID"] = f"<{delivery_id}@pap.local>"  # the same for a resend of this delivery
     message["X-PAP-Kind"] = intent.kind
     message.attach(MIMEText(text, "plain", "utf-8"))
     message.attach(MIMEText(html, "html", "utf-8"))
