@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
 from sqlalchemy import Column, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field as SQLField
@@ -250,10 +250,16 @@ class SigningLinkView(BaseModel):
 
 
 class RequestContext(BaseModel):
-    """Where a signing action came from, for the audit trail."""
+    """Where a signing action came from, for the audit trail (cut to what the trail stores: any
+    browser may sign, however long its User-Agent)."""
 
     ip: str | None = None
     user_agent: str | None = None
+
+    @field_validator("ip", "user_agent")
+    @classmethod
+    def _fits_the_trail(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return value[: 64 if info.field_name == "ip" else 512] if value is not None else None
 
 
 # --- workflow signals -----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Callable
@@ -15,18 +16,22 @@ import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
+from sqlalchemy import text
 from sqlmodel import col, select
 
 from models.base import Money
-from models.documents import DealTerms, DocumentKind, DocumentRead, Party, RequestContext, SignerSpec
+from models.deals import FrozenTransferPolicy
+from models.documents import DealTerms, DocumentKind, DocumentRead, Party, RequestContext, SignatureRequest, SignerSpec
 from models.platform import OutboxEvent
 from pap.db import SessionFactory, transaction
 from pap.settings import Settings
 from pap.storage import LocalObjectStore
-from services import documents
+from services import deals, documents
 from services.documents.pades import load_signing_key
-from services.documents.rendering import render_document, sha256_hex
+from services.documents.rendering import render_document, render_text, sha256_hex
 from services.identity.permissions import Role
+from tests.market_support import new_security
+from tests.support import eventually
 
 TokenFor = Callable[..., dict[str, str]]
 
@@ -370,3 +375,140 @@ async def test_fully_signed_document_is_sealed_with_a_certificate_page_and_a_val
     assert len(sealed) == 1
     assert sealed[0].data["deal_id"] == str(deal.terms.deal_id)
     assert sealed[0].data["kind"] == "stock_transfer_agreement"
+
+
+async def _waiting_on_a_lock(sessions: SessionFactory) -> bool:
+    async with transaction(sessions) as session:
+        waiting = await session.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+        )
+        return int(waiting.scalar_one()) > 0
+
+
+async def test_a_signer_racing_link_and_account_signs_once_and_the_other_signer_is_still_needed(
+    sessions: SessionFactory, store: LocalObjectStore, settings: Settings
+) -> None:
+    deal = make_deal()
+    both_first = deal.seller.model_copy(update={"order": 1}), deal.buyer.model_copy(update={"order": 1})
+    async with transaction(sessions) as session:
+        doc = await documents.generate_document(
+            session,
+            store,
+            deal_id=deal.terms.deal_id,
+            kind=DocumentKind.STOCK_TRANSFER_NOTICE,
+            terms=deal.terms,
+            signers=list(both_first),
+        )
+        token = await documents.create_signing_link(session, doc.id, deal.seller.user_id)
+    keys = settings.state_dir / "keys"
+
+    async def sign_by_link() -> None:
+        async with transaction(sessions) as session:
+            await documents.sign_with_link(
+                session, store, keys, token=token, signature_name=deal.seller.name, ctx=RequestContext(ip="10.0.0.2")
+            )
+
+    async with transaction(sessions) as session:  # the account signature holds the document's lock...
+        first = await documents.sign_document(
+            session,
+            store,
+            keys,
+            document_id=doc.id,
+            user_id=deal.seller.user_id,
+            signature_name=deal.seller.name,
+            ctx=RequestContext(ip="10.0.0.1"),
+        )
+        by_link = asyncio.create_task(sign_by_link())
+        await eventually(lambda: _waiting_on_a_lock(sessions), what="the link signature waiting on the lock")
+    with pytest.raises(documents.SigningLinkGone):  # ...and the link, let in after it, finds it signed
+        await by_link
+
+    assert first.signal.completed is False
+    async with transaction(sessions) as session:
+        requests = (await session.exec(select(SignatureRequest).where(SignatureRequest.document_id == doc.id))).all()
+        trail = await documents.signature_events(session, doc.id)
+    signers = {r.role: r.status for r in requests}
+    assert signers == {"seller": "signed", "buyer": "pending"}
+    assert [str(e.kind) for e in trail].count("signed") == 1
+
+
+async def test_a_signing_link_opens_nothing_once_the_envelope_is_voided_or_declined(
+    api: httpx.AsyncClient, sessions: SessionFactory, store: LocalObjectStore, token_for: TokenFor
+) -> None:
+    voided, declined = make_deal(), make_deal()
+    links = []
+    for deal in (voided, declined):
+        doc = await generate(sessions, store, deal)
+        async with transaction(sessions) as session:
+            links.append(await documents.create_signing_link(session, doc.id, deal.buyer.user_id))
+        if deal is voided:
+            async with transaction(sessions) as session:
+                await documents.void_signature_requests(session, doc.id, "deal cancelled")
+        else:
+            seller = token_for(deal.seller.user_id, Role.INVESTOR)
+            refused = await api.post(f"/v1/documents/{doc.id}/decline", json={"reason": "no"}, headers=seller)
+            assert refused.status_code == 200, refused.text
+
+    for token in links:
+        for path in (f"/v1/sign/{token}", f"/v1/sign/{token}/content"):
+            response = await api.get(path)
+            assert response.status_code == 410 and problem_type(response) == "signing-link-gone", path
+
+
+async def test_the_deals_buyer_and_seller_read_the_documents_they_do_not_sign(
+    api: httpx.AsyncClient, sessions: SessionFactory, store: LocalObjectStore, token_for: TokenFor
+) -> None:
+    deal = make_deal()
+    company_id, security_id = await new_security(sessions)
+    async with transaction(sessions) as session:
+        await deals.create_deal(
+            session,
+            deal_id=deal.terms.deal_id,
+            security_id=security_id,
+            company_id=company_id,
+            seller_id=deal.seller.user_id,
+            buyer_id=deal.buyer.user_id,
+            quantity=deal.terms.quantity,
+            price=deal.terms.price_per_share,
+            source="brokered",
+            policy=FrozenTransferPolicy(),
+            reservation_reference=f"deal:{deal.terms.deal_id}",
+        )
+        consent = await documents.generate_document(
+            session, store, deal_id=deal.terms.deal_id, kind=DocumentKind.ISSUER_CONSENT, terms=deal.terms, signers=[]
+        )
+
+    for party in (deal.buyer.user_id, deal.seller.user_id):
+        response = await api.get(f"/v1/documents/{consent.id}/content", headers=token_for(party, Role.INVESTOR))
+        assert response.status_code == 200 and response.content.startswith(b"%PDF")
+    stranger = await api.get(f"/v1/documents/{consent.id}/content", headers=token_for(uuid.uuid4(), Role.INVESTOR))
+    assert stranger.status_code == 404
+
+
+async def test_a_browser_with_a_very_long_user_agent_can_sign(
+    api: httpx.AsyncClient, sessions: SessionFactory, store: LocalObjectStore, token_for: TokenFor
+) -> None:
+    deal = make_deal()
+    doc = await generate(sessions, store, deal)
+    seller = {**token_for(deal.seller.user_id, Role.INVESTOR), "User-Agent": "Mozilla/5.0 " + "x" * 600}
+
+    signed = await api.post(f"/v1/documents/{doc.id}/sign", json=sign_body(deal.seller.name), headers=seller)
+
+    assert signed.status_code == 200, signed.text
+    async with transaction(sessions) as session:
+        trail = await documents.signature_events(session, doc.id)
+    assert [len(e.user_agent or "") for e in trail if e.kind == "signed"] == [512]
+
+
+def test_documents_state_the_exact_price_the_escrow_collects() -> None:
+    deal = make_deal()
+    price = Money(amount=Decimal("10.0005"))
+    terms = deal.terms.model_copy(
+        update={"price_per_share": price, "quantity": 3, "total": Money(amount=Decimal("30.0015"))}
+    )
+
+    text_of_pdf = render_text(DocumentKind.STOCK_TRANSFER_AGREEMENT, terms)
+
+    assert "USD 10.0005" in text_of_pdf and "USD 30.0015" in text_of_pdf

@@ -28,11 +28,12 @@ from models.documents import (
 )
 from pap.db import lock_for_transaction
 from pap.storage import ObjectNotFound, ObjectStore
+from services import deals
 from services.deals.changes import announce
 from services.documents.errors import DocumentIntegrityError, DocumentNotFound
 from services.documents.provider import provider_for
 from services.documents.rendering import page_count, render_document, sha256_hex
-from services.errors import InvalidInput
+from services.errors import InvalidInput, NotFound
 from services.identity.permissions import Role
 from services.identity.tokens import Principal
 
@@ -180,10 +181,25 @@ async def generate_document(
 
 
 async def load_document(session: AsyncSession, document_id: uuid.UUID, *, for_update: bool = False) -> Document:
-    document = await session.get(Document, document_id, with_for_update=for_update)
+    # Locking re-reads the row: a copy loaded earlier in this session may predate a concurrent signature.
+    document = await session.get(Document, document_id, with_for_update=for_update, populate_existing=for_update)
     if document is None:
         raise DocumentNotFound(f"document {document_id} does not exist")
     return document
+
+
+async def may_read(
+    session: AsyncSession, principal: Principal, document: Document, signers: list[SignatureRequest]
+) -> bool:
+    """A document's readers, and everyone who may see its deal (its current buyer and seller read the
+    documents they are not asked to sign, such as the issuer's consent)."""
+    if may_view(principal, document, signers):
+        return True
+    try:
+        await deals.deal_for_viewer(session, document.deal_id, principal)
+    except NotFound:
+        return False
+    return True
 
 
 def may_view(principal: Principal, document: Document, signers: list[SignatureRequest]) -> bool:
@@ -202,7 +218,7 @@ def may_view(principal: Principal, document: Document, signers: list[SignatureRe
 async def get_document(session: AsyncSession, principal: Principal, document_id: uuid.UUID) -> DocumentRead:
     document = await load_document(session, document_id)
     signers = await signers_of(session, document.id)
-    if not may_view(principal, document, signers):
+    if not await may_read(session, principal, document, signers):
         raise DocumentNotFound(f"document {document_id} does not exist")
     return document_read(document, signers)
 
@@ -237,7 +253,7 @@ async def read_content(
     """The PDF for a participant; everybody else learns nothing (404)."""
     document = await load_document(session, document_id)
     signers = await signers_of(session, document.id)
-    if not may_view(principal, document, signers):
+    if not await may_read(session, principal, document, signers):
         raise DocumentNotFound(f"document {document_id} does not exist")
     return await document_bytes(store, document, version)
 

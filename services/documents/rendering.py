@@ -31,7 +31,10 @@ _env = Environment(
 
 
 def money(value: Money) -> str:
-    return f"{value.currency} {value.amount:,.2f}"
+    """The exact amount the ledger moves: two decimals, or up to four when it has them (10.0005)."""
+    exponent = value.amount.normalize().as_tuple().exponent
+    places = min(max(-exponent, 2), 4) if isinstance(exponent, int) else 2
+    return f"{value.currency} {value.amount:,.{places}f}"
 
 
 def sha256_hex(data: bytes) -> str:

@@ -109,6 +109,8 @@ async def _sign(
     ctx: RequestContext,
     via: str,
 ) -> SignOutcome:
+    """Record one signature; the caller holds the document's row lock, so signatures go one at a time."""
+    await session.refresh(request)  # as committed by whoever held the lock before us
     pending = await pending_requests(session, document.id)
     _check_signable(document, request, pending)
     now = utcnow()
@@ -146,7 +148,7 @@ async def _sign(
         subject=str(document.id),
         data={"document_id": str(document.id), "deal_id": str(document.deal_id), "signer_id": str(request.user_id)},
     )
-    completed = len(pending) == 1
+    completed = not await pending_requests(session, document.id)
     if completed:
         await complete_document(session, store, keys_dir, document)
     signers = await signers_of(session, document.id)
@@ -212,6 +214,10 @@ async def _token_target(
     if request is None:  # pragma: no cover - foreign key
         raise DocumentNotFound("This signing link does not exist.")
     document = await load_document(session, request.document_id, for_update=for_update)
+    await session.refresh(request)
+    if request.status != SignerStatus.PENDING or document.status != DocumentStatus.AWAITING_SIGNATURES:
+        # Signed (by account), declined or voided: the link is no longer a way into the document.
+        raise SigningLinkGone(f"This signing link no longer applies: the document is {document.status}.")
     return link, document, request
 
 
