@@ -91,6 +91,13 @@ class RegisterRequest(BaseModel):
     full_name: str = Field(min_length=1, max_length=200)
 
 
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
 class UserRead(BaseModel):
     id: uuid.UUID
     email: str

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -20,6 +21,7 @@ from services import identity
 from services.identity.permissions import Role
 from services.identity.users import BootstrapEmailTaken, LastAdmin, find_by_email
 from tests.factories import PASSWORD, enrol_totp, login, register_and_login
+from tests.support import eventually
 
 Headers = Callable[..., dict[str, str]]
 
@@ -138,3 +140,72 @@ async def test_enrolling_an_authenticator_needs_a_recent_password_sign_in(
     assert stale.status_code == 403 and stale.json()["type"].endswith("/reauthentication-required")
     fresh = await register_and_login(api)
     assert (await api.post("/v1/auth/mfa/totp", headers=fresh.headers)).status_code == 200
+
+
+NEW_PASSWORD = "Fresh-Harbour-Lantern-42"
+
+
+async def test_changing_the_password_signs_out_every_other_session(api: httpx.AsyncClient, redis: Redis) -> None:
+    user = await register_and_login(api)
+    other = (await login(api, user.email, PASSWORD)).json()  # the same person on another device (or a thief)
+    change = {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+
+    changed = await api.post("/v1/auth/password", json=change, headers=user.headers)
+
+    assert changed.status_code == 204, changed.text
+    assert (await api.get("/v1/me", headers=user.headers)).status_code == 200  # this session goes on
+    assert (await api.get("/v1/me", headers=bearer(other["access_token"]))).status_code == 401
+    assert (await api.post("/v1/auth/refresh", json={"refresh_token": other["refresh_token"]})).status_code == 401
+    assert (await login(api, user.email, PASSWORD)).status_code == 401
+    assert (await login(api, user.email, NEW_PASSWORD)).status_code == 200
+
+    async def notices() -> list[str]:
+        page = (await api.get("/v1/notifications", headers=user.headers)).json()
+        return [item["kind"] for item in page["items"]]
+
+    await eventually(notices, lambda kinds: "password_changed" in kinds, what="the password-changed notice")
+
+
+async def test_a_password_change_needs_the_current_password_and_a_strong_new_one(
+    api: httpx.AsyncClient, redis: Redis
+) -> None:
+    user = await register_and_login(api)
+    attempts = [
+        ({"current_password": "Not-my-password-1", "new_password": NEW_PASSWORD}, "wrong-current-password"),
+        ({"current_password": PASSWORD, "new_password": "password1234"}, "weak-password"),
+        ({"current_password": PASSWORD, "new_password": PASSWORD}, "same-password"),
+    ]
+    for body, problem in attempts:
+        response = await api.post("/v1/auth/password", json=body, headers=user.headers)
+        assert response.status_code == 422 and response.json()["type"].endswith(f"/{problem}"), response.text
+    assert (await login(api, user.email, PASSWORD)).status_code == 200  # nothing changed
+    assert (await api.post("/v1/auth/password", json={"new_password": NEW_PASSWORD})).status_code == 401
+
+
+async def test_the_app_changes_the_password_from_the_security_page(api: httpx.AsyncClient, redis: Redis) -> None:
+    user = await register_and_login(api)
+    async with httpx.AsyncClient(base_url=str(api.base_url), timeout=30) as browser:
+        token = csrf((await browser.get("/app/login")).text)
+        signed_in = await browser.post(
+            "/app/login", data={"username": user.email, "password": PASSWORD, "csrf_token": token}
+        )
+        assert signed_in.status_code == 303
+        form = {"csrf_token": token, "current_password": "Not-my-password-1", "new_password": NEW_PASSWORD}
+        wrong = await browser.post("/app/security/password", data=form)
+        assert 'id="e-current_password"' in wrong.text
+        form["current_password"] = PASSWORD
+        done = await browser.post("/app/security/password", data=form)
+        assert "Your password was changed" in done.text
+        assert (await browser.get("/app/security")).status_code == 200  # this browser stays signed in
+    assert (await api.get("/v1/me", headers=user.headers)).status_code == 401  # the API session was another one
+    assert (await login(api, user.email, NEW_PASSWORD)).status_code == 200
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF field in the form"
+    return match.group(1)

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from api.deps import RedisDep, SessionsDep, StateDep
-from models.identity import RegisterRequest
+from models.identity import PasswordChange, RegisterRequest
 from pap.db import transaction
 from services import identity, notifications
 from services.errors import DomainError
@@ -142,6 +142,33 @@ async def revoke(
         clear_session(response)
         return response
     return redirect("/app/security")
+
+
+@router.post("/security/password")
+async def change_password(
+    request: Request,
+    principal: Viewer,
+    sessions: SessionsDep,
+    redis: RedisDep,
+    current_password: Annotated[str, Form()] = "",
+    new_password: Annotated[str, Form()] = "",
+) -> Response:
+    """The API's password change, as a form; this browser stays signed in, every other session ends."""
+    try:
+        body = PasswordChange(current_password=current_password, new_password=new_password)
+        async with transaction(sessions) as session:
+            await identity.change_password(
+                session,
+                redis,
+                user_id=principal.user_id,
+                session_id=principal.session_id,
+                ip=request.client.host if request.client else "unknown",
+                current_password=body.current_password,
+                new_password=body.new_password,
+            )
+    except (DomainError, ValidationError) as error:
+        return await _security(request, principal, sessions, password_errors=field_errors(error))
+    return await _security(request, principal, sessions, password_changed=True)
 
 
 @router.post("/security/mfa")

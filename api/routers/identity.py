@@ -11,6 +11,7 @@ from api.auth import CurrentUser
 from api.deps import RedisDep, SessionDep, SessionsDep, StateDep
 from models.identity import (
     MeRead,
+    PasswordChange,
     RefreshRequest,
     RegisterRequest,
     SessionList,
@@ -140,6 +141,24 @@ async def revoke_session(
     session_id: uuid.UUID, principal: CurrentUser, session: SessionDep, redis: RedisDep
 ) -> Response:
     await identity.revoke_session(session, redis, user_id=principal.user_id, session_id=session_id, reason="user")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/v1/auth/password", status_code=status.HTTP_204_NO_CONTENT)
+async def change_password(
+    body: PasswordChange, request: Request, principal: CurrentUser, sessions: SessionsDep, redis: RedisDep
+) -> Response:
+    """Proven by the current password (throttled like sign-in); every other session of the user ends."""
+    async with transaction(sessions) as session:
+        await identity.change_password(
+            session,
+            redis,
+            user_id=principal.user_id,
+            session_id=principal.session_id,
+            ip=_client_ip(request),
+            current_password=body.current_password,
+            new_password=body.new_password,
+        )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

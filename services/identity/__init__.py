@@ -1,6 +1,7 @@
 """Identity and access: users, credentials, sessions, MFA, roles and the tokens that carry them."""
 
 from services.identity.mfa import confirm_totp, start_totp
+from services.identity.password_change import change_password
 from services.identity.sessions import (
     IssuedTokens,
     change_roles,
@@ -23,6 +24,7 @@ from services.identity.users import (
 
 __all__ = [
     "IssuedTokens",
+    "change_password",
     "change_roles",
     "confirm_totp",
     "ensure_bootstrap_admin",

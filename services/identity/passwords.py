@@ -59,7 +59,7 @@ def _normal(value: str) -> str:
     return re.sub(r"[^a-z0-9]", "", value.lower())
 
 
-def check_policy(password: str, *, email: str) -> None:
+def check_policy(password: str, *, email: str, field: str = "password") -> None:
     """Raise `WeakPassword` with field errors: too short, a common pattern, or containing the email."""
     problems: list[str] = []
     if len(password) < MIN_LENGTH:
@@ -84,9 +84,7 @@ def check_policy(password: str, *, email: str) -> None:
     if problems:
         raise WeakPassword(
             "The password " + "; ".join(problems) + ".",
-            errors=[
-                {"pointer": "/password", "field": "password", "detail": p, "code": "weak_password"} for p in problems
-            ],
+            errors=[{"pointer": f"/{field}", "field": field, "detail": p, "code": "weak_password"} for p in problems],
         )
 
 

@@ -195,7 +195,7 @@ async def mark_revoked(redis: Redis, session_id: uuid.UUID) -> None:
     await redis.set(REVOKED_SESSION_KEY.format(session_id), "1", ex=REVOCATION_TTL_SECONDS)
 
 
-async def _revoke(
+async def end_session(
     session: AsyncSession,
     redis: Redis,
     auth_session: AuthSession,
@@ -203,6 +203,7 @@ async def _revoke(
     reason: str,
     actor_id: uuid.UUID | None,
 ) -> None:
+    """End a session: its refresh tokens stop working and its access tokens are refused at once."""
     if auth_session.revoked_at is None:
         auth_session.revoked_at = utcnow()
         auth_session.revoked_reason = reason
@@ -241,7 +242,7 @@ async def refresh(
             entity_id=auth_session.id,
             data={"user_id": str(auth_session.user_id), "refresh_token_id": str(row.id)},
         )
-        await _revoke(session, redis, auth_session, reason="refresh_token_reuse", actor_id=None)
+        await end_session(session, redis, auth_session, reason="refresh_token_reuse", actor_id=None)
         return RefreshTokenReused("This refresh token was already used; the session has been revoked.")
     if auth_session.revoked_at is not None:
         return InvalidRefreshToken("The session has ended.")
@@ -286,7 +287,7 @@ async def revoke_session(
     auth_session = await session.get(AuthSession, session_id, with_for_update=True)
     if auth_session is None or auth_session.user_id != user_id:
         raise NotFound(f"session {session_id} does not exist")
-    await _revoke(session, redis, auth_session, reason=reason, actor_id=user_id)
+    await end_session(session, redis, auth_session, reason=reason, actor_id=user_id)
 
 
 async def list_sessions(
@@ -339,7 +340,7 @@ async def revoke_all_sessions(
         )
     ).all()
     for auth_session in rows:
-        await _revoke(session, redis, auth_session, reason=reason, actor_id=actor_id)
+        await end_session(session, redis, auth_session, reason=reason, actor_id=actor_id)
     return len(rows)
 
 

@@ -23,6 +23,7 @@ SESSION_REVOKED = "identity.session.revoked"
 ROLES_CHANGED = "identity.roles.changed"
 REFRESH_REUSE_DETECTED = "identity.refresh.reuse_detected"
 ADMIN_BOOTSTRAPPED = "identity.admin.bootstrapped"
+PASSWORD_CHANGED = "identity.password.changed"
 
 
 async def security_event(

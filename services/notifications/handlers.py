@@ -281,10 +281,15 @@ SECURITY_NOTICES = {
         "Change your password if this was not you.",
     ),
     "identity.roles.changed": ("roles_changed", "Your roles changed", "An administrator changed your roles."),
+    "identity.password.changed": (
+        "password_changed",
+        "Your password was changed",
+        "Your password was changed and your other sessions were signed out. If this was not you, contact support.",
+    ),
     "identity.user.registration_existing_email": (
         "registration_attempt",
         "Someone tried to register with your email",
-        "If this was you, sign in instead or reset your password.",
+        "If this was you, sign in instead. If not, nothing was created and your account is unchanged.",
     ),
 }
 
