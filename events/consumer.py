@@ -2,7 +2,9 @@
 
 A handler runs inside one database transaction together with the insert that
 marks the event processed for that consumer, so a redelivered or duplicated
-event is acknowledged and ignored.
+event is acknowledged and ignored. A failure of the infrastructure a handler
+needs (`events.failures.is_transient`) is retried until it passes, holding the
+partition; only other failures count towards the dead-letter limit.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -22,6 +24,7 @@ from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from events.envelope import CloudEvent
+from events.failures import is_transient
 from events.kafka import create_producer, ensure_topics
 from events.topics import DEAD_LETTER
 from models.base import utcnow
@@ -35,7 +38,9 @@ tracer = trace.get_tracer(__name__)
 Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
 
 CONSUMED = Counter("pap_consumer_events_total", "Events handled by consumers", ["consumer", "outcome"])
-CONSUMER_LAG = Gauge("pap_consumer_lag_events", "Events on the broker not yet handled", ["consumer"])
+CONSUMER_LAG = Gauge(
+    "pap_consumer_lag_events", "Events on the broker not yet handled", ["consumer", "topic", "partition"]
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class ConsumerRunner:
         group_prefix: str = "pap",
         max_attempts: int = 5,
         base_backoff: float = 0.2,
+        max_backoff: float = 30.0,
     ) -> None:
         self.spec = spec
         self.sessions = sessions
@@ -75,6 +81,7 @@ class ConsumerRunner:
         self.group_id = f"{group_prefix}.{spec.name}"
         self.max_attempts = max_attempts
         self.base_backoff = base_backoff
+        self.max_backoff = max_backoff
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, reconnecting when the broker goes away."""
@@ -87,10 +94,9 @@ class ConsumerRunner:
                     consumer=self.spec.name,
                     error=str(error),
                 )
-                try:
-                    await asyncio.wait_for(stop.wait(), 1.0)
-                except TimeoutError:
-                    pass
+            except Exception:  # one consumer's bug must not end the process's other consumers
+                log.exception("consumer failed; restarting it", consumer=self.spec.name)
+            await wait_any(stop, timeout=1.0)
 
     async def _consume(self, stop: asyncio.Event) -> None:
         await ensure_topics(self.bootstrap)
@@ -111,24 +117,26 @@ class ConsumerRunner:
                 for partition, records in batches.items():
                     for record in records:
                         if not await self._handle(record, producer, stop):
-                            return  # stopped while waiting for a delayed event; it is redelivered
+                            return  # stopped while an event waited (to be due, or out an outage); it is redelivered
                     # One commit per batch: a crash mid-batch redelivers records the dedup table then skips.
-                    await consumer.commit({partition: records[-1].offset + 1})
-                    self._record_lag(consumer, partition)
+                    position = records[-1].offset + 1
+                    await consumer.commit({partition: position})
+                    self._record_lag(consumer, partition, position)
         finally:
             await consumer.stop()
             await producer.stop()
 
-    def _record_lag(self, consumer: AIOKafkaConsumer, partition: TopicPartition) -> None:
+    def _record_lag(self, consumer: AIOKafkaConsumer, partition: TopicPartition, position: int) -> None:
+        """Records between the committed position and the partition's end, as of the last fetch."""
         highwater = consumer.highwater(partition)
-        position = consumer.last_stable_offset(partition)
-        if highwater is not None and position is not None:
-            CONSUMER_LAG.labels(self.spec.name).set(max(0, highwater - position))
+        if highwater is not None:
+            lag = CONSUMER_LAG.labels(self.spec.name, partition.topic, str(partition.partition))
+            lag.set(max(0, highwater - position))
 
     async def _handle(
         self, record: ConsumerRecord[bytes, bytes], producer: AIOKafkaProducer, stop: asyncio.Event
     ) -> bool:
-        """Handle (or skip, or dead-letter) one record; False when `stop` came while it waited to be due."""
+        """Handle (or skip, or dead-letter) one record; False when `stop` came while it waited."""
         try:
             event = CloudEvent.from_bytes(record.value or b"")
         except ValidationError as error:
@@ -137,31 +145,49 @@ class ConsumerRunner:
         if not self.spec.wants(event.type):
             CONSUMED.labels(self.spec.name, "skipped").inc()
             return True
-        happened = event.time if event.time.tzinfo else event.time.replace(tzinfo=UTC)  # another producer's naive time
-        due = happened + timedelta(seconds=self.spec.delay_seconds)
-        if (wait := (due - utcnow()).total_seconds()) > 0 and await wait_any(stop, timeout=wait):
+        try:
+            wait = seconds_until_due(event.time, self.spec.delay_seconds, utcnow())
+        except OverflowError as error:
+            await self._dead_letter(record, producer, f"unusable event time {event.time.isoformat()}: {error}")
+            return True
+        if wait > 0 and await wait_any(stop, timeout=wait):
             return False
+        return await self._handle_with_retries(event, record, producer, stop)
+
+    async def _handle_with_retries(
+        self, event: CloudEvent, record: ConsumerRecord[bytes, bytes], producer: AIOKafkaProducer, stop: asyncio.Event
+    ) -> bool:
+        """Retry an outage without limit and anything else `max_attempts` times; False when `stop` came meanwhile."""
         context = extract({"traceparent": event.traceparent} if event.traceparent else {})
-        for attempt in range(1, self.max_attempts + 1):
+        attempts = outages = 0
+        while True:
             try:
                 with tracer.start_as_current_span(f"consume {event.type}", context=context):
                     handled = await self.handle_once(event)
                 CONSUMED.labels(self.spec.name, "handled" if handled else "duplicate").inc()
                 return True
             except Exception as error:  # a handler bug must not stop the partition forever
+                transient = is_transient(error)
+                if transient:
+                    outages += 1
+                else:
+                    attempts += 1
                 log.warning(
                     "consumer handler failed",
                     consumer=self.spec.name,
                     event_id=str(event.id),
                     type=event.type,
-                    attempt=attempt,
+                    attempt=attempts + outages,
+                    transient=transient,
                     error=repr(error),
                 )
-                if attempt == self.max_attempts:
+                if not transient and attempts >= self.max_attempts:
                     await self._dead_letter(record, producer, repr(error))
                     return True
-                await asyncio.sleep(self.base_backoff * 2 ** (attempt - 1))
-        return True
+                CONSUMED.labels(self.spec.name, "retried").inc()
+                backoff = min(self.max_backoff, self.base_backoff * 2 ** min(attempts + outages - 1, 30))
+                if await wait_any(stop, timeout=backoff):
+                    return False  # not committed: the next run handles it
 
     async def handle_once(self, event: CloudEvent) -> bool:
         """Run the handler once in a transaction; False when this consumer already handled the event."""
@@ -194,3 +220,16 @@ class ConsumerRunner:
             topic=record.topic,
             reason=reason,
         )
+
+
+def seconds_until_due(happened: datetime, delay_seconds: float, now: datetime) -> float:
+    """How long to hold an event for a consumer running `delay_seconds` behind its events.
+
+    Never longer than the delay, so an event stamped ahead (a producer's clock, or a bogus time) costs no
+    more than that; OverflowError when the due time falls past the calendar's end.
+    """
+    if delay_seconds <= 0:
+        return 0.0
+    happened = happened if happened.tzinfo else happened.replace(tzinfo=UTC)  # another producer's naive time
+    due = happened + timedelta(seconds=delay_seconds)
+    return min(max(0.0, (due - now).total_seconds()), delay_seconds)

@@ -40,6 +40,10 @@ class OutboxEvent(SQLModel, table=True):
     traceparent: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
     created_at: datetime = timestamp_column()
     published_at: datetime | None = optional_timestamp_column()
+    failed_at: datetime | None = optional_timestamp_column()
+    """Set when the relay parked the event because the broker can never take it (too large): never published."""
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """Why it was parked, for the operator who fixes and re-queues it (clears `failed_at`)."""
 
 
 class ProcessedEvent(SQLModel, table=True):

@@ -76,9 +76,23 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(default=500, ge=1)
     relay_poll_interval_seconds: float = Field(default=0.2, gt=0)
     consumer_max_attempts: int = Field(default=5, ge=1)
+    """Attempts at an event whose handler fails for a reason of its own, before it is dead-lettered."""
+    consumer_max_backoff_seconds: float = Field(default=30.0, gt=0)
+    """The longest wait between retries; an outage (database, SMTP, Temporal down) is retried until it ends."""
     consumer_group_prefix: str = "pap"
     workflow_backstop_delay_seconds: float = Field(default=60.0, ge=0)
     """How far the workflow backstops (order-workflows, deal-workflows, deal-signals) run behind their events."""
+
+    # Housekeeping (run by the consumers process): rows no reader needs any more are deleted in batches.
+    housekeeping_interval_seconds: float = Field(default=600.0, gt=0)
+    housekeeping_batch_size: int = Field(default=5000, ge=1)
+    outbox_retention_days: float = Field(default=7.0, gt=0)
+    """Published outbox rows; the topics keep events as long (parked, unpublished rows stay)."""
+    processed_event_retention_days: float = Field(default=35.0, gt=0)
+    """De-duplication rows: past the dead-letter topic's 30 days, so a replay still finds them."""
+    pricing_quote_retention_days: float = Field(default=365.0, gt=0)
+    """Book quotes: the reference price looks 365 days back, so every `as_of` in that window reads the same
+    inputs (each security's last quote before the cut stays too: it is still its book)."""
 
     # Secrets and bootstrap.
     payments_webhook_secret: SecretStr = SecretStr("dev-payments-webhook-secret")

@@ -1,18 +1,28 @@
-"""The outbox wakes the relay: committing an event NOTIFYs `pap_outbox` (the table's trigger does it)."""
+"""The outbox wakes the relay: committing an event NOTIFYs `pap_outbox` (the table's trigger does it);
+housekeeping later prunes what no reader needs any more."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlmodel import col, select
 
 from events.outbox import record_event
+from models.base import utcnow
+from models.platform import OutboxEvent, ProcessedEvent
+from models.pricing import Quote
 from pap.db import SessionFactory, transaction
 from pap.pg_notify import asyncpg_dsn
 from pap.settings import Settings
+from tests.support import eventually
+from workers.housekeeping import Housekeeper, Retention
 
 
 @pytest.fixture
@@ -33,3 +43,67 @@ async def test_committing_an_event_wakes_the_relay(
         await record_event(session, topic="pap.diagnostics", key="k", type="test.outbox", source="/test", data={})
     while (await asyncio.wait_for(notifying_backends.get(), timeout=10)) != backend:
         pass  # another process's event (the platform is running)
+
+
+async def test_housekeeping_prunes_old_event_rows_and_quotes_but_keeps_what_is_still_read(
+    sessions: SessionFactory, settings: Settings
+) -> None:
+    now = utcnow()
+
+    def ago(days: int) -> datetime:
+        return now - timedelta(days=days)
+
+    def outbox(created: datetime, published: datetime | None = None, failed: datetime | None = None) -> OutboxEvent:
+        return OutboxEvent(
+            id=uuid.uuid4(),
+            topic="pap.diagnostics",
+            key="retention",
+            type="test.retention",
+            source="/tests",
+            data={},
+            created_at=created,
+            published_at=published,
+            failed_at=failed,
+            error="parked by the test" if failed else None,
+        )
+
+    def quote(security_id: uuid.UUID, at: datetime) -> Quote:
+        return Quote(
+            security_id=security_id, bid=Decimal(10), ask=Decimal(11), currency="USD", at=at, event_id=uuid.uuid4()
+        )
+
+    consumer = f"retention-{uuid.uuid4().hex[:8]}"
+    traded, quiet = uuid.uuid4(), uuid.uuid4()
+    stale_outbox = [outbox(ago(9), published=ago(8 + n)) for n in range(3)]
+    kept_outbox = [outbox(ago(9), published=ago(6)), outbox(ago(9), failed=ago(9)), outbox(ago(1))]
+    stale_processed = [ProcessedEvent(consumer=consumer, event_id=uuid.uuid4(), processed_at=ago(36)) for _ in range(5)]
+    kept_processed = [ProcessedEvent(consumer=consumer, event_id=uuid.uuid4(), processed_at=ago(34))]
+    stale_quotes = [quote(traded, ago(days)) for days in (400, 390, 380)]
+    # The last quote before the retention cut still answers reads as of the cut; a quiet book's only quote is its book.
+    kept_quotes = [quote(traded, ago(370)), quote(traded, ago(10)), quote(quiet, ago(500))]
+    async with transaction(sessions) as session:
+        session.add_all([*stale_outbox, *kept_outbox, *stale_processed, *kept_processed, *stale_quotes, *kept_quotes])
+
+    async def remaining() -> tuple[set[uuid.UUID], set[uuid.UUID], set[uuid.UUID]]:
+        async with sessions() as session:
+            outbox_ids = {e.id for e in [*stale_outbox, *kept_outbox]}
+            quote_ids = {q.id for q in [*stale_quotes, *kept_quotes]}
+            return (
+                set((await session.exec(select(OutboxEvent.id).where(col(OutboxEvent.id).in_(outbox_ids)))).all()),
+                set(
+                    (
+                        await session.exec(select(ProcessedEvent.event_id).where(ProcessedEvent.consumer == consumer))
+                    ).all()
+                ),
+                set((await session.exec(select(Quote.id).where(col(Quote.id).in_(quote_ids)))).all()),
+            )
+
+    kept = ({e.id for e in kept_outbox}, {p.event_id for p in kept_processed}, {q.id for q in kept_quotes})
+    stop = asyncio.Event()
+    housekeeper = Housekeeper(sessions, Retention.from_settings(settings), interval=0.1, batch_size=2)
+    task = asyncio.create_task(housekeeper.run(stop))
+    try:
+        await eventually(remaining, lambda rows: rows == kept, what="only the rows still needed left")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)

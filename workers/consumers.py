@@ -1,4 +1,4 @@
-"""The Kafka consumers of the platform, each a named group with its own de-duplication."""
+"""The Kafka consumers of the platform, each a named group with its own de-duplication, and housekeeping."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from services.pricing import HANDLED_TYPES, PricingIngest
 from temporal.client import connect
 from workers.deal_signals import FORWARDED, DealSignalForwarder
 from workers.deal_workflows import DEAL_CREATED, DealWorkflowStarter
+from workers.housekeeping import Housekeeper, Retention
 from workers.order_workflows import ORDER_EVENTS, OrderWorkflowBackstop
 
 
@@ -108,7 +109,14 @@ async def run_consumers(resources: Resources, stop: asyncio.Event) -> None:
             bootstrap,
             group_prefix=settings.consumer_group_prefix,
             max_attempts=settings.consumer_max_attempts,
+            max_backoff=settings.consumer_max_backoff_seconds,
         )
         for spec in consumer_specs(resources, temporal)
     ]
-    await asyncio.gather(*(runner.run(stop) for runner in runners))
+    housekeeper = Housekeeper(
+        resources.sessions,
+        Retention.from_settings(settings),
+        interval=settings.housekeeping_interval_seconds,
+        batch_size=settings.housekeeping_batch_size,
+    )
+    await asyncio.gather(*(runner.run(stop) for runner in runners), housekeeper.run(stop))

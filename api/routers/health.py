@@ -14,7 +14,7 @@ from sqlmodel import col, select
 
 from api.deps import StateDep
 from events.kafka import check_kafka
-from events.relay import OUTBOX_LAG
+from events.relay import OUTBOX_LAG, OUTBOX_PARKED_ROWS
 from models.platform import OutboxEvent
 
 log = structlog.get_logger(__name__)
@@ -76,10 +76,15 @@ async def ready(state: StateDep) -> JSONResponse:
 async def metrics(state: StateDep) -> Response:
     try:
         async with state.resources.sessions() as session:
-            lag = await session.scalar(
-                select(func.count()).select_from(OutboxEvent).where(col(OutboxEvent.published_at).is_(None))
+            parked = col(OutboxEvent.failed_at).is_not(None)
+            counts = await session.execute(
+                select(func.count().filter(~parked), func.count().filter(parked))
+                .select_from(OutboxEvent)
+                .where(col(OutboxEvent.published_at).is_(None))
             )
-        OUTBOX_LAG.set(lag or 0)
+            lag, parked_rows = counts.one()
+        OUTBOX_LAG.set(lag)
+        OUTBOX_PARKED_ROWS.set(parked_rows)
     except Exception as error:  # metrics must render even when the database is away
         log.warning("outbox lag unavailable", error=repr(error))
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

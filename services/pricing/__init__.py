@@ -10,6 +10,7 @@ from services.pricing.history import Interval, bucket_start, candles, last_trade
 from services.pricing.ingest import HANDLED_TYPES, PricingIngest, ingest, parse_price
 from services.pricing.metrics import company_metrics
 from services.pricing.reference import METHOD, RULES, blend, reference_price
+from services.pricing.retention import prune_quotes
 
 __all__ = [
     "HANDLED_TYPES",
@@ -27,6 +28,7 @@ __all__ = [
     "invalidate",
     "last_trade",
     "parse_price",
+    "prune_quotes",
     "reference_price",
     "vwap",
 ]
