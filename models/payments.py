@@ -46,13 +46,20 @@ class PaymentStatus(StrEnum):
 
 
 class Account(SQLModel, table=True):
-    """A ledger account; its cached balances are updated in the transaction that books each posting."""
+    """A ledger account, one per (code, currency); its cached balances are updated with each posting.
+
+    A code such as `external:bank` or `user:{id}:cash` exists once per currency it ever held, so
+    money in one currency never mixes with another's (TigerBeetle's ledger, Formance's asset).
+    """
 
     __tablename__ = "account"
-    __table_args__ = {"schema": SCHEMA}
+    __table_args__ = (
+        UniqueConstraint("code", "currency", name="uq_account_code_currency"),
+        {"schema": SCHEMA},
+    )
 
     id: uuid.UUID = uuid_pk()
-    code: str = SQLField(sa_column=Column(String(200), nullable=False, unique=True))
+    code: str = SQLField(sa_column=Column(String(200), nullable=False))
     currency: str = SQLField(sa_column=Column(String(3), nullable=False))
     kind: str = SQLField(sa_column=Column(String(32), nullable=False))
     allow_negative: bool = SQLField(default=False, sa_column=Column(Boolean, nullable=False))
@@ -202,7 +209,7 @@ class PaymentRead(BaseModel):
 class ProviderWebhook(BaseModel):
     """The body a payment provider posts to `/v1/payments/webhook` (HMAC-signed)."""
 
-    event_id: str = Field(min_length=1, max_length=200)
+    event_id: str = Field(min_length=1, max_length=128)  # it goes into 200-character ledger idempotency keys
     payment_id: uuid.UUID
     status: Literal["succeeded", "failed"]
     amount: Money
@@ -244,8 +251,11 @@ class AccountBalance(BaseModel):
 
 
 class TrialBalance(BaseModel):
+    """`ledger_balanced` holds only when every currency sums to zero; `ledger_total` is one currency's sum."""
+
     ledger_balanced: bool
     ledger_total: Money
     totals: dict[str, Decimal]
+    """The posted sum of all accounts per currency (zero in each when balanced)."""
     accounts: list[AccountBalance]
     discrepancies: list[dict[str, Any]]

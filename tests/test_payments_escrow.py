@@ -8,10 +8,12 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
+from models.base import Money
 from models.payments import PaymentStatus, PaymentUpdate
 from pap.db import SessionFactory, transaction
 from services import payments
-from tests.payments_support import posted, usd
+from services.admin.reconciliation import reconciliation_report
+from tests.payments_support import eur, posted, usd
 
 
 async def _instructions(sessions: SessionFactory, amount: str = "1000.00") -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
@@ -204,3 +206,81 @@ async def test_funded_escrow_is_listed_as_open(sessions: SessionFactory) -> None
     async with transaction(sessions) as session:
         escrows = dict(await payments.open_escrows(session))
     assert escrows[deal_id] == usd("75.00")
+
+
+async def _funded_deal(sessions: SessionFactory, buyer_id: uuid.UUID, due: Money, paid: Money) -> PaymentUpdate:
+    async with transaction(sessions) as session:
+        instructions = await payments.create_funding_instructions(
+            session, deal_id=uuid.uuid4(), buyer_id=buyer_id, amount=due, reference=f"DEAL-{due.currency}"
+        )
+        return await payments.record_provider_payment(
+            session,
+            event_id=f"evt_{uuid.uuid4().hex}",
+            payment_id=instructions.payment_id,
+            status="succeeded",
+            amount=paid,
+        )
+
+
+async def _settle(
+    sessions: SessionFactory, deal_id: uuid.UUID, seller: uuid.UUID, company: uuid.UUID, gross: Money
+) -> None:
+    async with transaction(sessions) as session:
+        await payments.release_escrow_to_seller(
+            session,
+            deal_id=deal_id,
+            seller_id=seller,
+            gross=gross,
+            platform_fee_bps=100,
+            company_id=company,
+            company_fee_bps=25,
+        )
+
+
+async def test_a_deal_in_a_second_currency_is_funded_and_released_net_of_fees_in_that_currency(
+    sessions: SessionFactory,
+) -> None:
+    """`external:bank`, `platform:fees` and the parties' accounts first used in USD also take EUR."""
+    buyer, seller, company = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    dollars = await _funded_deal(sessions, buyer, usd("200.00"), usd("200.00"))
+    await _settle(sessions, dollars.deal_id, seller, company, usd("200.00"))
+    fees_before = await posted(sessions, "platform:fees", "EUR")
+
+    euros = await _funded_deal(sessions, buyer, eur("200.00"), eur("210.00"))
+
+    assert (euros.funded, euros.applied, euros.refunded_excess) == (True, eur("200.00"), eur("10.00"))
+    async with transaction(sessions) as session:
+        assert await payments.escrow_balance(session, euros.deal_id) == eur("200.00")
+        assert dict(await payments.open_escrows(session))[euros.deal_id] == eur("200.00")
+    await _settle(sessions, euros.deal_id, seller, company, eur("200.00"))
+    # 1% platform fee 2.00, 0.25% company fee 0.50: the seller nets 197.50 in each currency.
+    for currency in ("USD", "EUR"):
+        assert await posted(sessions, payments.user_cash(seller), currency) == Decimal("197.50")
+        assert await posted(sessions, f"company:{company}:fees", currency) == Decimal("0.50")
+        assert await posted(sessions, payments.user_cash(buyer), currency) == 0
+    assert await posted(sessions, "platform:fees", "EUR") - fees_before == Decimal("2.00")
+    async with transaction(sessions) as session:
+        assert await payments.escrow_balance(session, euros.deal_id) == eur("0")
+        accounts = await session.execute(
+            text("SELECT currency FROM payments.account WHERE code = :code ORDER BY currency"),
+            {"code": payments.user_cash(seller)},
+        )
+        assert [row[0] for row in accounts.all()] == ["EUR", "USD"]
+        report = await payments.trial_balance(session)
+        reconciliation = await reconciliation_report(session)
+    assert report.ledger_balanced, report.discrepancies
+    assert report.totals["USD"] == report.totals["EUR"] == 0
+    assert reconciliation.ledger_balanced, reconciliation.discrepancies
+    assert reconciliation.ledger_totals["EUR"] == 0
+
+
+async def test_a_cancelled_deal_in_a_second_currency_is_refunded_in_that_currency(sessions: SessionFactory) -> None:
+    buyer = uuid.uuid4()
+    await _funded_deal(sessions, buyer, usd("80.00"), usd("80.00"))
+    euros = await _funded_deal(sessions, buyer, eur("80.00"), eur("80.00"))
+    async with transaction(sessions) as session:
+        refund = await payments.refund_escrow(session, deal_id=euros.deal_id, reason="deal cancelled")
+    assert refund.refunded == eur("80.00")
+    assert await posted(sessions, payments.user_cash(buyer), "EUR") == Decimal("80.00")
+    assert await posted(sessions, payments.user_cash(buyer), "USD") == 0
+    assert await _escrow(sessions, euros.deal_id) == 0

@@ -122,6 +122,34 @@ async def test_sandbox_partial_settle_leaves_payment_partially_funded(
     assert await _escrow(sessions, deal_id) == Decimal("30.00")
 
 
+async def test_sandbox_settle_refuses_amounts_no_rail_would_send(
+    api: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    _, payment_id = await _instructions(sessions, "100.00")
+    for amount in (
+        {"amount": "-5", "currency": "USD"},
+        {"amount": "0", "currency": "USD"},
+        {"amount": "5", "currency": "EUR"},
+    ):
+        response = await api.post(f"/v1/sandbox/payments/{payment_id}/settle", json={"amount": amount})
+        assert response.status_code == 422, (amount, response.text)
+        assert response.json()["errors"][0]["field"] == "amount"
+    async with transaction(sessions) as session:
+        assert (await payments.get_payment(session, payment_id)).status == "awaiting_funds"
+
+
+async def test_a_webhook_event_id_too_long_for_the_ledger_keys_is_a_422_problem(
+    api: httpx.AsyncClient, sessions: SessionFactory, settings: Settings
+) -> None:
+    deal_id, payment_id = await _instructions(sessions, "10.00")
+    body, headers = _signed(settings, {**_event(payment_id, "10.00"), "event_id": "e" * 190})
+
+    response = await api.post("/v1/payments/webhook", content=body, headers=headers)
+
+    assert response.status_code == 422 and response.json()["errors"][0]["pointer"] == "/event_id"
+    assert await _escrow(sessions, deal_id) == Decimal("0")
+
+
 async def test_sandbox_settle_of_an_unknown_payment_is_404(api: httpx.AsyncClient) -> None:
     response = await api.post(f"/v1/sandbox/payments/{uuid.uuid4()}/settle")
     assert response.status_code == 404

@@ -16,7 +16,7 @@ from models.payments import EntryStatus, Leg
 from pap.db import SessionFactory, transaction
 from services import payments
 from services.payments.ledger import entry_by_key, postings_of
-from tests.payments_support import available, fund, new_user_cash, posted, usd
+from tests.payments_support import available, eur, fund, new_user_cash, posted, usd
 
 
 async def test_transfer_books_postings_that_sum_to_zero_and_updates_cached_balances(sessions: SessionFactory) -> None:
@@ -56,7 +56,8 @@ async def test_unbalanced_posting_written_directly_is_rejected_by_the_deferred_t
             await session.execute(
                 text(
                     "INSERT INTO payments.posting (id, entry_id, account_id, amount, currency) "
-                    "SELECT gen_random_uuid(), :entry, id, 5, 'USD' FROM payments.account WHERE code = :code"
+                    "SELECT gen_random_uuid(), :entry, id, 5, 'USD' FROM payments.account "
+                    "WHERE code = :code AND currency = 'USD'"
                 ),
                 {"entry": entry_id, "code": alice},
             )
@@ -162,15 +163,55 @@ async def test_a_failing_leg_leaves_nothing_of_the_entry_booked(sessions: Sessio
     assert await posted(sessions, bob) == Decimal("0")
 
 
-async def test_currency_must_match_the_account(sessions: SessionFactory) -> None:
+async def test_one_account_code_keeps_a_separate_balance_per_currency(sessions: SessionFactory) -> None:
+    alice, bob = new_user_cash(), new_user_cash()
+    await fund(sessions, alice, "100.00")  # `external:bank` has been used in USD ...
+    await fund(sessions, alice, "30.00", "EUR")  # ... and takes EUR as well, as does alice's own code
+    async with transaction(sessions) as session:
+        await payments.transfer(
+            session,
+            idempotency_key=f"t:{uuid.uuid4()}",
+            legs=[Leg(debit=alice, credit=bob, amount=eur("12.50"))],
+            kind="test.transfer",
+        )
+        in_euros = await payments.balance(session, alice, "EUR")
+        report = await payments.trial_balance(session)
+    assert (in_euros.currency, in_euros.posted) == ("EUR", Decimal("17.50"))
+    assert await posted(sessions, alice) == Decimal("100.00")
+    assert await posted(sessions, bob, "EUR") == Decimal("12.50")
+    assert await posted(sessions, bob) == 0
+    assert report.ledger_balanced, report.discrepancies
+    assert report.totals["USD"] == report.totals["EUR"] == 0
+
+
+async def test_money_held_in_one_currency_cannot_be_spent_in_another(sessions: SessionFactory) -> None:
     alice = new_user_cash()
     await fund(sessions, alice, "5.00")
+    with pytest.raises(payments.InsufficientFunds):
+        async with transaction(sessions) as session:
+            await payments.transfer(
+                session,
+                idempotency_key=f"t:{uuid.uuid4()}",
+                legs=[Leg(debit=alice, credit=new_user_cash(), amount=eur("1"))],
+                kind="test.transfer",
+            )
+    assert await posted(sessions, alice) == Decimal("5.00")
+    assert await posted(sessions, alice, "EUR") == 0
+
+
+async def test_one_entry_cannot_use_an_account_code_in_two_currencies(sessions: SessionFactory) -> None:
+    alice = new_user_cash()
+    await fund(sessions, alice, "5.00")
+    await fund(sessions, alice, "5.00", "EUR")
     with pytest.raises(payments.CurrencyMismatch):
         async with transaction(sessions) as session:
             await payments.transfer(
                 session,
                 idempotency_key=f"t:{uuid.uuid4()}",
-                legs=[Leg(debit=alice, credit=new_user_cash(), amount=usd("1").model_copy(update={"currency": "EUR"}))],
+                legs=[
+                    Leg(debit=alice, credit=new_user_cash(), amount=usd("1")),
+                    Leg(debit=alice, credit=new_user_cash(), amount=eur("1")),
+                ],
                 kind="test.transfer",
             )
 
@@ -200,7 +241,7 @@ async def test_hold_reserves_funds_so_they_cannot_be_spent_twice_and_post_books_
         done = await payments.post_pending(session, held.id)
     async with transaction(sessions) as session:
         again = await payments.post_pending(session, held.id)
-        bal = await payments.balance(session, alice)
+        bal = await payments.balance(session, alice, "USD")
     assert done.status == again.status == EntryStatus.POSTED
     assert (bal.posted, bal.pending_debits, bal.available) == (Decimal("30.00"), Decimal(0), Decimal("30.00"))
     assert await posted(sessions, bob) == Decimal("70.00")

@@ -84,7 +84,7 @@ async def test_random_ledger_operations_keep_the_trial_balance_at_zero(
             pass
     async with transaction(sessions) as session:
         report = await payments.trial_balance(session)
-        balances = [await payments.balance(session, code) for code in codes]
+        balances = [await payments.balance(session, code, "USD") for code in codes]
     assert report.ledger_balanced, report.discrepancies
     assert report.ledger_total.amount == 0
     assert [b.posted for b in balances] == model.posted

@@ -22,7 +22,7 @@ from models.payments import PaymentReceived, PaymentUpdate, SandboxSettle, Sandb
 from pap.db import transaction
 from pap.settings import Settings
 from services import payments
-from services.errors import DomainError, NotFound
+from services.errors import DomainError, InvalidInput, NotFound
 from temporal.ids import deal_workflow_id
 
 log = structlog.get_logger(__name__)
@@ -95,6 +95,13 @@ async def sandbox_settle(
     request = body or SandboxSettle()
     payment = await payments.get_payment(session, payment_id)
     amount: Money = request.amount or payment.amount
+    if amount.amount <= 0 or amount.currency != payment.amount.currency:
+        raise InvalidInput(
+            f"A payment is settled with a positive amount in {payment.amount.currency}.",
+            errors=[
+                {"pointer": "/body/amount", "field": "amount", "detail": f"positive, in {payment.amount.currency}"}
+            ],
+        )
     provider = payments.SandboxProvider.from_settings(settings)
     event, raw = provider.settlement(payment_id, amount, request.status)
     background.add_task(provider.deliver, raw)

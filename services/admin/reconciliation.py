@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
@@ -19,7 +20,10 @@ class OpenEscrow(BaseModel):
 
 class ReconciliationReport(BaseModel):
     ledger_balanced: bool
+    """True only when the ledger balances in every currency."""
     ledger_total: Money
+    """The posted sum in USD; `ledger_totals` has every currency's."""
+    ledger_totals: dict[str, Decimal]
     open_escrow: list[OpenEscrow]
     shares_conserved: bool
     discrepancies: list[dict[str, Any]]
@@ -38,6 +42,7 @@ async def reconciliation_report(session: AsyncSession) -> ReconciliationReport:
     return ReconciliationReport(
         ledger_balanced=ledger.ledger_balanced,
         ledger_total=ledger.ledger_total,
+        ledger_totals=ledger.totals,
         open_escrow=[OpenEscrow(deal_id=deal_id, amount=amount) for deal_id, amount in escrows],
         shares_conserved=shares_conserved,
         discrepancies=[{"context": "payments", **d} for d in ledger.discrepancies]

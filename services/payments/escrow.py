@@ -1,6 +1,6 @@
 """Escrow per deal: funding instructions, provider payments into escrow, release to the seller, refunds.
 
-Money paths (account codes):
+Money paths (account codes; each code is one account per currency, so a deal books in its own):
 - funding: `external:bank -> user:{payer}:cash -> escrow:deal:{deal}` in one entry, so the
   payer's own account shows what they paid; any excess over what is due is paid back
   `user:{payer}:cash -> external:bank` in a second entry (kind `payment.excess_refund`).
@@ -270,7 +270,7 @@ async def record_provider_payment(
         newly_funded=not was_funded and payment.status == PaymentStatus.FUNDED,
     )
     if update.newly_funded and update.funded:
-        escrow = await escrow_balance(session, payment.deal_id)
+        escrow = await escrow_balance(session, payment.deal_id, payment.currency)
         await _emit(
             session,
             payment.deal_id,
@@ -426,17 +426,27 @@ async def refund_escrow(session: AsyncSession, *, deal_id: uuid.UUID, reason: st
     return RefundResult(deal_id=deal_id, refunded=refunded, entry_id=entry.id, payers=payers)
 
 
-async def escrow_balance(session: AsyncSession, deal_id: uuid.UUID) -> Money:
-    held = await balance(session, escrow_account(deal_id))
+async def escrow_balance(session: AsyncSession, deal_id: uuid.UUID, currency: str | None = None) -> Money:
+    """What the deal's escrow holds, in `currency` or else the currency of the deal's payments.
+
+    Ledger accounts are per (code, currency); a deal's payments, hence its escrow, have one currency.
+    """
+    if currency is None:
+        currency = (
+            await session.exec(
+                select(Payment.currency).where(Payment.deal_id == deal_id).order_by(col(Payment.created_at)).limit(1)
+            )
+        ).first() or "USD"
+    held = await balance(session, escrow_account(deal_id), currency)
     return _money(held.posted, held.currency)
 
 
 async def open_escrows(session: AsyncSession) -> list[tuple[uuid.UUID, Money]]:
-    """Every deal whose escrow holds money (for reconciliation)."""
+    """Every deal whose escrow holds money, once per currency held (for reconciliation)."""
     result = await session.exec(
         select(Account)
         .where(Account.kind == "escrow", Account.posted_balance != 0)
-        .order_by(col(Account.code))
+        .order_by(col(Account.code), col(Account.currency))
         .execution_options(populate_existing=True)
     )
     return [

@@ -6,6 +6,10 @@ currency, so every entry balances by construction, is re-checked here, and is
 checked once more at commit by the deferred constraint trigger. All legs of an
 entry are booked in one savepoint: one failing leg leaves nothing booked.
 
+An account is identified by its code and currency, as a TigerBeetle ledger or a
+Formance asset: `external:bank` or `user:{id}:cash` holds a separate balance in each
+currency it is used with, created on first use; an entry uses each code in one currency.
+
 Available balance = posted balance - pending debits: a hold reserves funds so they
 cannot be spent twice. Accounts are locked `FOR UPDATE ORDER BY id` to avoid
 deadlocks between transfers touching the same accounts in another order.
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from sqlalchemy import tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -128,7 +133,11 @@ async def entry_by_key(session: AsyncSession, idempotency_key: str) -> JournalEn
 
 
 async def _lock_accounts(session: AsyncSession, currencies: dict[str, str]) -> dict[str, Account]:
-    """Create missing accounts, then lock all of them in id order; returns them by code."""
+    """Create missing (code, currency) accounts, then lock them in id order; returns them by code.
+
+    An account is identified by code and currency, so `external:bank` used in USD and then in EUR
+    is two accounts; within one entry a code has one currency, so the code alone is a key here.
+    """
     rows = []
     for code in sorted(currencies):
         kind, allow_negative = account_kind(code)
@@ -147,19 +156,15 @@ async def _lock_accounts(session: AsyncSession, currencies: dict[str, str]) -> d
             }
         )
     table = Account.__table__  # type: ignore[attr-defined]
-    await session.execute(insert(table).values(rows).on_conflict_do_nothing(index_elements=["code"]))
+    await session.execute(insert(table).values(rows).on_conflict_do_nothing(index_elements=["code", "currency"]))
     result = await session.exec(
         select(Account)
-        .where(col(Account.code).in_(list(currencies)))
+        .where(tuple_(col(Account.code), col(Account.currency)).in_(list(currencies.items())))
         .order_by(col(Account.id))
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    accounts = {account.code: account for account in result.all()}
-    for code, currency in currencies.items():
-        if accounts[code].currency != currency:
-            raise CurrencyMismatch(f"Account {code} holds {accounts[code].currency}, not {currency}.")
-    return accounts
+    return {account.code: account for account in result.all()}
 
 
 async def _lock_accounts_by_id(session: AsyncSession, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Account]:
@@ -256,9 +261,9 @@ async def _book(
         if not debit or account.allow_negative:
             continue
         if pending and account.posted_balance - account.pending_debits - debit < 0:
-            raise InsufficientFunds(f"Account {code} cannot reserve {debit}.", account=code)
+            raise InsufficientFunds(f"Account {code} cannot reserve {debit} {account.currency}.", account=code)
         if not pending and debit > credit and account.posted_balance + credit - debit - account.pending_debits < 0:
-            raise InsufficientFunds(f"Account {code} cannot pay {debit - credit}.", account=code)
+            raise InsufficientFunds(f"Account {code} cannot pay {debit - credit} {account.currency}.", account=code)
     for code, account in accounts.items():
         if pending:
             account.pending_debits += debits[code]
@@ -386,14 +391,18 @@ async def expire_pending_holds(session: AsyncSession, now: datetime | None = Non
     return len(entries)
 
 
-async def balance(session: AsyncSession, code: str, currency: str = "USD") -> Balance:
-    """The cached balances of an account (zero when it does not exist yet)."""
+async def balance(session: AsyncSession, code: str, currency: str) -> Balance:
+    """The cached balances of the account `code` in `currency` (zero when it does not exist yet)."""
     account = (
-        await session.exec(select(Account).where(Account.code == code).execution_options(populate_existing=True))
+        await session.exec(
+            select(Account)
+            .where(Account.code == code, Account.currency == currency)
+            .execution_options(populate_existing=True)
+        )
     ).first()
     if account is None:
         return Balance(code, currency, ZERO, ZERO, ZERO)
-    return Balance(code, account.currency, account.posted_balance, account.pending_debits, account.pending_credits)
+    return Balance(code, currency, account.posted_balance, account.pending_debits, account.pending_credits)
 
 
 async def postings_of(session: AsyncSession, entry_id: uuid.UUID) -> list[tuple[str, Money]]:

@@ -30,7 +30,7 @@ _ACCOUNTS_WITH_SUMS = text(
     SELECT a.code, a.currency, a.allow_negative, a.posted_balance, a.pending_debits, a.pending_credits,
            COALESCE(s.posted, 0), COALESCE(s.pending_debits, 0), COALESCE(s.pending_credits, 0)
     FROM payments.account a LEFT JOIN sums s ON s.account_id = a.id
-    ORDER BY a.code
+    ORDER BY a.code, a.currency
     """
 )
 
@@ -45,7 +45,11 @@ _UNBALANCED_ENTRIES = text(
 async def trial_balance(
     session: AsyncSession, *, include_accounts: bool = False, currency: str = "USD"
 ) -> TrialBalance:
-    """Verify the whole ledger; `ledger_total` is the posted sum in `currency` (zero when balanced)."""
+    """Verify the whole ledger, per (code, currency) account and per currency.
+
+    `ledger_total` is the posted sum in `currency` only; `totals` has every currency's sum, and
+    `ledger_balanced` requires each of them to be zero (an unbalanced one is a discrepancy).
+    """
     discrepancies: list[dict[str, Any]] = []
     totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
     accounts: list[AccountBalance] = []
@@ -58,13 +62,19 @@ async def trial_balance(
                 {
                     "kind": "cached-balance-mismatch",
                     "account": code,
+                    "currency": cur,
                     "cached": [format(v, "f") for v in cached],
                     "postings": [format(v, "f") for v in derived],
                 }
             )
         if not allow_negative and s_posted - s_debits < 0:
             discrepancies.append(
-                {"kind": "negative-balance", "account": code, "available": format(s_posted - s_debits, "f")}
+                {
+                    "kind": "negative-balance",
+                    "account": code,
+                    "currency": cur,
+                    "available": format(s_posted - s_debits, "f"),
+                }
             )
         if include_accounts:
             accounts.append(

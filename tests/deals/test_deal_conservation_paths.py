@@ -389,7 +389,7 @@ async def _pay(sessions: SessionFactory, deal_id: uuid.UUID, payer: uuid.UUID, d
 
 async def _cash(sessions: SessionFactory, user_id: uuid.UUID) -> Decimal:
     async with sessions() as session:
-        return (await payments.balance(session, payments.user_cash(user_id))).posted
+        return (await payments.balance(session, payments.user_cash(user_id), "USD")).posted
 
 
 async def test_two_refunds_of_one_deal_are_both_booked_and_a_retried_refund_books_nothing(
