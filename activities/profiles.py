@@ -16,16 +16,18 @@ from services import profiles
 from services.profiles.kyc_provider import HttpKycProvider, KycProvider
 
 
-def sandbox_provider(settings: Settings) -> tuple[KycProvider, str]:
-    """The sandbox provider served by our API, and the webhook URL it calls back."""
-    base = f"http://{settings.api_host}:{settings.api_port}"
-    return HttpKycProvider(f"{base}/v1/sandbox/kyc"), f"{base}/v1/profiles/kyc/webhook"
+def configured_provider(settings: Settings) -> tuple[KycProvider, str]:
+    """The configured KYC provider (the sandbox this API serves when none is), and the webhook URL it calls back."""
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host  # noqa: S104 - a listen-all address
+    base = (settings.public_api_url or f"http://{host}:{settings.api_port}").rstrip("/")
+    provider_url = settings.kyc_provider_url or f"{base}/v1/sandbox/kyc"
+    return HttpKycProvider(provider_url), f"{base}/v1/profiles/kyc/webhook"
 
 
 class ProfilesActivities:
     def __init__(self, sessions: SessionFactory, settings: Settings, provider: KycProvider | None = None) -> None:
         self.sessions = sessions
-        default_provider, self.callback_url = sandbox_provider(settings)
+        default_provider, self.callback_url = configured_provider(settings)
         self.provider = provider or default_provider
 
     @activity.defn(name="profiles.kyc_request_check")

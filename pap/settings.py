@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     # Secrets and bootstrap.
     payments_webhook_secret: SecretStr = SecretStr("dev-payments-webhook-secret")
     kyc_webhook_secret: SecretStr = SecretStr("dev-kyc-webhook-secret")
+    kyc_provider_url: str | None = None
+    """The KYC provider's API (`POST {url}/checks`); unset: the sandbox this API serves (not in production)."""
+    public_api_url: str | None = None
+    """How the outside world (a provider's webhook) reaches this API; unset: http://api_host:api_port."""
     jwt_private_key_file: Path | None = None
     bootstrap_admin_email: str | None = None
     bootstrap_admin_password: SecretStr | None = None
@@ -135,6 +139,10 @@ class Settings(BaseSettings):
         if self.env is Environment.PRODUCTION:
             if self.payments_webhook_secret.get_secret_value().startswith("dev-"):
                 raise ValueError("PAP_PAYMENTS_WEBHOOK_SECRET must be set in production")
+            if self.kyc_webhook_secret.get_secret_value().startswith("dev-"):
+                raise ValueError("PAP_KYC_WEBHOOK_SECRET must be set in production")
+            if self.kyc_provider_url is None or self.public_api_url is None:
+                raise ValueError("PAP_KYC_PROVIDER_URL and PAP_PUBLIC_API_URL must be set in production")
             if self.jwt_private_key_file is None:
                 raise ValueError("PAP_JWT_PRIVATE_KEY_FILE must be set in production")
         return self

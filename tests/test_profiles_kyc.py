@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -28,8 +29,9 @@ from pap.db import SessionFactory, transaction
 from pap.settings import Settings
 from services import profiles
 from services.identity.permissions import Role
-from services.profiles.kyc_provider import sign
+from services.profiles.kyc_provider import HttpKycProvider, KycProvider, sign
 from tests.factories import make_verified_buyer, register_and_login
+from tests.histories.record import save_if_recording
 from tests.support import eventually
 from workflows.profiles import AccreditationWorkflow, KycWorkflow
 
@@ -189,9 +191,11 @@ async def test_verified_buyer_is_eligible_and_a_new_user_is_not(
     assert not no.eligible and set(no.reasons) == {"kyc_not_started", "accreditation_none"}
 
 
-async def _worker(env: WorkflowEnvironment, sessions: SessionFactory, settings: Settings) -> tuple[Worker, str]:
+async def _worker(
+    env: WorkflowEnvironment, sessions: SessionFactory, settings: Settings, provider: KycProvider | None = None
+) -> tuple[Worker, str]:
     queue = f"profiles-{uuid.uuid4().hex}"
-    acts = ProfilesActivities(sessions, settings)
+    acts = ProfilesActivities(sessions, settings, provider)
     worker = Worker(
         env.client,
         task_queue=queue,
@@ -278,6 +282,47 @@ async def test_kyc_without_provider_answer_goes_to_manual_review_then_compliance
         assert final == "approved"
         assert await handle.result() == "approved"
     assert await status() == "approved"
+
+
+async def test_kyc_goes_to_manual_review_when_the_provider_stays_unreachable(
+    time_skipping_env: WorkflowEnvironment, sessions: SessionFactory, settings: Settings
+) -> None:
+    user_id = uuid.uuid4()
+    submit = KycSubmit.model_validate(KYC)
+    async with transaction(sessions) as session:
+        check = await profiles.submit_kyc(session, user_id, submit)
+    nobody_listens = HttpKycProvider(f"http://127.0.0.1:{closed_port()}/v1", timeout=2.0)
+    worker, queue = await _worker(time_skipping_env, sessions, settings, nobody_listens)
+    async with worker:
+        handle = await time_skipping_env.client.start_workflow(
+            KycWorkflow.run,
+            KycWorkflowInput(user_id=user_id, check_id=check.id, index_status=False, **submit.model_dump()),
+            id=f"kyc-{user_id}",
+            task_queue=queue,
+        )
+
+        async def status() -> str:
+            async with transaction(sessions) as session:
+                return await profiles.kyc_status(session, user_id)
+
+        await time_skipping_env.sleep(timedelta(days=2, minutes=1))  # the provider's answer window, retrying
+        await eventually(status, lambda s: s == "manual_review", what="manual review")
+        final = await handle.execute_update(
+            KycWorkflow.decide, KycManualDecision(decision="approve", reason="documents ok", reviewer_id=uuid.uuid4())
+        )
+        assert final == "approved" and await handle.result() == "approved"
+        await save_if_recording(time_skipping_env.client, f"kyc-{user_id}", "KycWorkflow--provider-unreachable")
+    async with transaction(sessions) as session:
+        decided = await profiles.latest_kyc(session, user_id)
+    assert decided is not None and decided.reason == "documents ok"
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 async def test_compliance_decides_kyc_in_manual_review_through_the_api(

@@ -39,6 +39,19 @@ def test_bad_values_are_rejected_with_a_clear_message(field: str, value: object,
 def test_production_refuses_development_secrets() -> None:
     with pytest.raises(ValidationError, match="PAP_PAYMENTS_WEBHOOK_SECRET"):
         make(env="production")
+    real = {"payments_webhook_secret": "s3cret-payments", "jwt_private_key_file": "/keys/jwt.pem"}
+    with pytest.raises(ValidationError, match="PAP_KYC_WEBHOOK_SECRET"):  # anyone could sign their own KYC approval
+        make(env="production", **real)
+    with pytest.raises(ValidationError, match="PAP_KYC_PROVIDER_URL"):  # the sandbox provider is not served there
+        make(env="production", kyc_webhook_secret="s3cret-kyc", **real)
+    configured = make(
+        env="production",
+        kyc_webhook_secret="s3cret-kyc",
+        kyc_provider_url="https://kyc.example.com/v1",
+        public_api_url="https://pap.example.com",
+        **real,
+    )
+    assert configured.is_production
 
 
 def test_environment_variables_use_the_pap_prefix(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -413,6 +413,7 @@ def test_the_csrf_route_list_is_complete() -> None:
         "/app/security/sessions/{id}/revoke",
         "/app/security/mfa",
         "/app/security/mfa/verify",
+        "/app/security/password",
         "/app/notifications/{id}/read",
         "/app/notifications/read-all",
         "/app/verification/kyc",

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.profiles import ProfilesActivities
@@ -27,6 +28,10 @@ with workflow.unsafe.imports_passed_through():
 
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 _TIMEOUT = timedelta(seconds=30)
+_PROVIDER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(hours=1))
+BOUNDED_PROVIDER_REQUEST = "kyc-provider-request-bounded"
+"""Versioning: the provider request gives up after the provider's answer window (then manual review);
+runs started before it retried the request forever."""
 
 
 @workflow.defn(name="KycWorkflow")
@@ -59,18 +64,16 @@ class KycWorkflow:
     @workflow.run
     async def run(self, params: KycWorkflowInput) -> str:
         self._index()
-        await workflow.execute_activity_method(
-            ProfilesActivities.kyc_request_check,
-            KycCheckRequest(**params.model_dump(exclude={"provider_timeout_seconds", "index_status"})),
-            start_to_close_timeout=_TIMEOUT,
-            retry_policy=_RETRY,
-        )
-        try:
-            await workflow.wait_condition(
-                lambda: self.result is not None, timeout=timedelta(seconds=params.provider_timeout_seconds)
-            )
-        except TimeoutError:
-            await self._set(params, "manual_review", "The KYC provider did not answer in time.")
+        if await self._request_check(params):
+            try:
+                await workflow.wait_condition(
+                    lambda: self.result is not None, timeout=timedelta(seconds=params.provider_timeout_seconds)
+                )
+            except TimeoutError:
+                await self._set(params, "manual_review", "The KYC provider did not answer in time.")
+                await workflow.wait_condition(lambda: self.decision is not None or self.result is not None)
+        else:
+            await self._set(params, "manual_review", "The KYC provider could not be reached.")
             await workflow.wait_condition(lambda: self.decision is not None or self.result is not None)
         if self.decision is not None:
             final: KycStatus = "approved" if self.decision.decision == "approve" else "rejected"
@@ -80,6 +83,26 @@ class KycWorkflow:
             await self._set(params, self.result.status, self.result.reason)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status
+
+    async def _request_check(self, params: KycWorkflowInput) -> bool:
+        """Ask the provider for a check; False when it stayed unreachable for the whole answer window."""
+        request = KycCheckRequest(**params.model_dump(exclude={"provider_timeout_seconds", "index_status"}))
+        if not workflow.patched(BOUNDED_PROVIDER_REQUEST):
+            await workflow.execute_activity_method(
+                ProfilesActivities.kyc_request_check, request, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+            )
+            return True
+        try:
+            await workflow.execute_activity_method(
+                ProfilesActivities.kyc_request_check,
+                request,
+                start_to_close_timeout=_TIMEOUT,
+                schedule_to_close_timeout=timedelta(seconds=params.provider_timeout_seconds),
+                retry_policy=_PROVIDER_RETRY,
+            )
+        except ActivityError:
+            return False
+        return True
 
     @workflow.signal
     def provider_result(self, result: KycProviderResult) -> None:
