@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, UrlConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, UrlConstraints, field_validator, model_validator
 from sqlalchemy import BigInteger, Boolean, Column, Date, ForeignKey, Numeric, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field as SQLField
@@ -212,6 +212,11 @@ class SecurityCreate(BaseModel):
     last_round_price: Money | None = None
     tradable: bool = True
 
+    @field_validator("last_round_price")
+    @classmethod
+    def _positive_price(cls, price: Money | None) -> Money | None:
+        return _positive(price)
+
 
 class SecurityUpdate(PatchModel):
     clearable = frozenset({"last_round_price"})
@@ -219,6 +224,18 @@ class SecurityUpdate(PatchModel):
     class_name: str | None = Field(default=None, min_length=1, max_length=200)
     last_round_price: Money | None = None
     tradable: bool | None = None
+
+    @field_validator("last_round_price")
+    @classmethod
+    def _positive_price(cls, price: Money | None) -> Money | None:
+        return _positive(price)
+
+
+def _positive(price: Money | None) -> Money | None:
+    """A share price (it sets the security's trading currency and its metrics) is above zero."""
+    if price is not None and price.amount <= 0:
+        raise ValueError("last_round_price must be positive")
+    return price
 
 
 class SecurityRead(BaseModel):

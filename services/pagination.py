@@ -34,7 +34,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         if moment.tzinfo is None:
             raise ValueError("a cursor's time has its offset")
         return moment, uuid.UUID(item_id)
-    except (ValueError, TypeError, binascii.Error) as error:
+    except (ValueError, TypeError, RecursionError, binascii.Error) as error:
         raise InvalidCursor(
             "The cursor was not issued by this list.",
             errors=[{"pointer": "/query/cursor", "field": "cursor", "detail": "not a valid cursor"}],

@@ -339,3 +339,54 @@ async def test_compliance_decides_kyc_in_manual_review_through_the_api(
     )
     assert pending.status_code == 409
     assert await kyc_status_of(api, user.headers) == "pending"
+
+
+async def test_a_check_whose_workflow_never_started_gets_it_on_resubmission(
+    api: httpx.AsyncClient, sessions: SessionFactory, compliance: dict[str, str]
+) -> None:
+    user = await register_and_login(api)
+    async with transaction(sessions) as session:  # saved, then Temporal was away: no workflow started
+        await profiles.submit_kyc(session, user.id, KycSubmit.model_validate(KYC))
+        stuck = await profiles.submit_accreditation(session, user.id, AccreditationSubmit(method="income"))
+
+    kyc = await api.post("/v1/profiles/me/kyc", json=KYC, headers=user.headers)
+    accreditation = await api.post("/v1/profiles/me/accreditation", json={"method": "income"}, headers=user.headers)
+
+    assert kyc.status_code == 409 and accreditation.status_code == 409  # still one check and one accreditation
+    await eventually(lambda: kyc_status_of(api, user.headers), lambda s: s == "approved", what="KYC approved")
+    decided = await api.post(
+        f"/v1/compliance/accreditations/{stuck.id}/decision",
+        json={"decision": "approve", "reason": "statements ok"},
+        headers=compliance,
+    )
+    assert decided.status_code == 200, decided.text
+
+
+async def test_a_late_second_verdict_is_acknowledged_and_changes_nothing(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
+    user = await register_and_login(api)
+    await api.post("/v1/profiles/me/kyc", json=KYC, headers=user.headers)
+    await eventually(lambda: kyc_status_of(api, user.headers), lambda s: s == "approved", what="KYC approved")
+    check_id = (await api.get("/v1/profiles/me/kyc", headers=user.headers)).json()["check_id"]
+    late = {"event_id": f"evt_{uuid.uuid4().hex}", "check_id": check_id, "reference": "ref", "status": "rejected"}
+    raw = json.dumps(late).encode()
+
+    response = await api.post(
+        "/v1/profiles/kyc/webhook",
+        content=raw,
+        headers={"X-Signature": sign(raw, settings.kyc_webhook_secret.get_secret_value())},
+    )
+
+    assert response.status_code == 200 and response.json()["status"] == "ignored"
+    assert await kyc_status_of(api, user.headers) == "approved"
+
+
+async def test_a_reviewer_deciding_their_own_kyc_is_forbidden(api: httpx.AsyncClient, token_for: Headers) -> None:
+    reviewer = uuid.uuid4()
+    response = await api.post(
+        f"/v1/compliance/kyc/{reviewer}/decision",
+        json={"decision": "approve", "reason": "me"},
+        headers=token_for(reviewer, Role.COMPLIANCE),
+    )
+    assert response.status_code == 403 and response.json()["type"].endswith("/own-kyc")

@@ -113,7 +113,7 @@ async def list_deals(
     stage: DealStage | None = None,
     order_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
     after = decode_cursor(cursor) if cursor else None
     rows = await deals.list_deals(

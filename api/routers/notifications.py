@@ -25,7 +25,7 @@ async def list_notifications(
     principal: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
     unread: bool = False,
 ) -> NotificationPage:
     """The caller's notifications, newest first."""

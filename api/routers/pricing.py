@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -22,11 +22,20 @@ _METRICS = TypeAdapter(CompanyMetrics)
 _REFERENCE = TypeAdapter(ReferencePrice)
 
 
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+"""Reads look back a year from `as_of`/`from`: an earlier time means nothing here (and year 1 overflows)."""
+
+
 def _aware(value: datetime | None, name: str) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise InvalidInput(
             f"`{name}` needs a time zone (RFC 3339, e.g. 2026-01-31T00:00:00Z).",
             errors=[{"pointer": f"/query/{name}", "field": name, "detail": "missing time zone"}],
+        )
+    if value is not None and value < EARLIEST:
+        raise InvalidInput(
+            f"`{name}` is before {EARLIEST.year}.",
+            errors=[{"pointer": f"/query/{name}", "field": name, "detail": f"not before {EARLIEST.date()}"}],
         )
     return value
 

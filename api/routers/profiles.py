@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, status
 from pydantic import ValidationError
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import CurrentUser, require
 from api.deps import SessionDep, SessionsDep, SettingsDep, TemporalDep
@@ -19,6 +19,7 @@ from models.profiles import (
     AccreditationReview,
     AccreditationSubmit,
     AccreditationWorkflowInput,
+    KycCheck,
     KycManualDecision,
     KycProviderResult,
     KycRead,
@@ -30,12 +31,18 @@ from models.profiles import (
     ReviewDecision,
 )
 from pap.db import transaction
+from pap.settings import Settings
 from services import profiles
-from services.errors import Conflict, InvalidInput, Unauthenticated
+from services.errors import InvalidInput, Unauthenticated
 from services.identity.permissions import Permission, Role
 from services.identity.tokens import Principal
-from services.profiles.accreditation import AccreditationNotPending, accreditation_workflow_id, to_read
-from services.profiles.kyc import KycNotInReview
+from services.profiles.accreditation import (
+    AccreditationNotPending,
+    AccreditationPending,
+    accreditation_workflow_id,
+    to_read,
+)
+from services.profiles.kyc import KycInProgress, KycNotInReview, OwnKyc
 from services.profiles.kyc_provider import SIGNATURE_HEADER, signature_valid
 from workflows.profiles import AccreditationWorkflow, KycWorkflow
 
@@ -63,18 +70,36 @@ async def put_my_profile(body: ProfileUpdate, principal: CurrentUser, session: S
 async def submit_kyc(
     body: KycSubmit, principal: CurrentUser, sessions: SessionsDep, temporal: TemporalDep, settings: SettingsDep
 ) -> KycRead:
-    """Starts `kyc-{user_id}`: the provider checks, then answers through the signed webhook."""
-    async with transaction(sessions) as session:
-        check = await profiles.submit_kyc(session, principal.user_id, body)
-    workflow_id = profiles.kyc_workflow_id(principal.user_id)
+    """Starts `kyc-{user_id}`: the provider checks, then answers through the signed webhook.
+
+    A resubmission while a check is pending is refused (409), after making sure that check's workflow
+    runs: a start lost after commit (Temporal away) would otherwise leave it pending for good.
+    """
+    try:
+        async with transaction(sessions) as session:
+            check = await profiles.submit_kyc(session, principal.user_id, body)
+    except KycInProgress:
+        async with sessions() as session:
+            pending = await profiles.latest_kyc(session, principal.user_id)
+        if pending is not None and pending.status == "pending":
+            await _start_kyc(temporal, settings, pending)
+        raise
+    workflow_id = await _start_kyc(temporal, settings, check)
+    return KycRead(status=check.status, check_id=check.id, workflow_id=workflow_id)
+
+
+async def _start_kyc(temporal: Client, settings: Settings, check: KycCheck) -> str:
+    """The check's `kyc-{user_id}` workflow; a running one is kept."""
+    workflow_id = profiles.kyc_workflow_id(check.user_id)
+    submitted = KycSubmit.model_validate(check, from_attributes=True)
     await temporal.start_workflow(
         KycWorkflow.run,
-        KycWorkflowInput(user_id=principal.user_id, check_id=check.id, **body.model_dump()),
+        KycWorkflowInput(user_id=check.user_id, check_id=check.id, **submitted.model_dump()),
         id=workflow_id,
         task_queue=settings.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
-    return KycRead(status=check.status, check_id=check.id, workflow_id=workflow_id)
+    return workflow_id
 
 
 @router.get("/v1/profiles/me/kyc")
@@ -111,12 +136,18 @@ async def kyc_webhook(
         if check is None:
             return {"status": "duplicate", "event_id": event.event_id}
         # Signalled inside the transaction: if Temporal is down the receipt rolls back and the provider retries.
-        await temporal.get_workflow_handle(profiles.kyc_workflow_id(check.user_id)).signal(
-            KycWorkflow.provider_result,
-            KycProviderResult(
-                check_id=check.id, status=event.status, reason=event.reason, provider_ref=event.reference
-            ),
-        )
+        try:
+            await temporal.get_workflow_handle(profiles.kyc_workflow_id(check.user_id)).signal(
+                KycWorkflow.provider_result,
+                KycProviderResult(
+                    check_id=check.id, status=event.status, reason=event.reason, provider_ref=event.reference
+                ),
+            )
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # The check was already decided (a late or second verdict): acknowledged, so the provider stops.
+            return {"status": "ignored", "event_id": event.event_id}
     return {"status": "accepted", "event_id": event.event_id}
 
 
@@ -128,16 +159,28 @@ async def submit_accreditation(
     temporal: TemporalDep,
     settings: SettingsDep,
 ) -> AccreditationRead:
-    async with transaction(sessions) as session:
-        row = await profiles.submit_accreditation(session, principal.user_id, body)
+    try:
+        async with transaction(sessions) as session:
+            row = await profiles.submit_accreditation(session, principal.user_id, body)
+    except AccreditationPending as pending:  # make sure the pending one is being reviewed (see submit_kyc)
+        await _start_accreditation(
+            temporal, settings, uuid.UUID(str(pending.extra["accreditation_id"])), principal.user_id
+        )
+        raise
+    await _start_accreditation(temporal, settings, row.id, row.user_id)
+    return to_read(row)
+
+
+async def _start_accreditation(
+    temporal: Client, settings: Settings, accreditation_id: uuid.UUID, user_id: uuid.UUID
+) -> None:
     await temporal.start_workflow(
         AccreditationWorkflow.run,
-        AccreditationWorkflowInput(accreditation_id=row.id, user_id=row.user_id),
-        id=accreditation_workflow_id(row.id),
+        AccreditationWorkflowInput(accreditation_id=accreditation_id, user_id=user_id),
+        id=accreditation_workflow_id(accreditation_id),
         task_queue=settings.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
-    return to_read(row)
 
 
 @router.get("/v1/profiles/me/accreditations")
@@ -205,7 +248,7 @@ async def decide_kyc(
 ) -> KycRead:
     """Decide a check in manual review (a workflow Update with a validator)."""
     if user_id == principal.user_id:
-        raise Conflict("You cannot decide your own KYC.")
+        raise OwnKyc("You cannot decide your own KYC.")
     await profiles.check_for_review(session, user_id)
     handle = temporal.get_workflow_handle(profiles.kyc_workflow_id(user_id))
     try:

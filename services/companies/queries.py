@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -131,7 +131,7 @@ async def list_companies(
     limit = max(1, min(limit, MAX_LIMIT))
     query = select(Company)
     if sector:
-        query = query.where(Company.sector.ilike(sector))  # type: ignore[attr-defined]
+        query = query.where(func.lower(Company.sector) == sector.lower())
     if q:
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(

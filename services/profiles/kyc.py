@@ -13,7 +13,7 @@ from models.base import utcnow
 from models.profiles import KycCheck, KycStatusChange, KycSubmit, KycWebhook, KycWebhookReceipt
 from pap.db import insert_unless_conflict, lock_for_transaction
 from services.admin import record_audit
-from services.errors import Conflict, NotFound
+from services.errors import Conflict, Forbidden, NotFound
 from services.profiles.status import latest_kyc
 
 SOURCE = "/pap/profiles"
@@ -23,6 +23,11 @@ FINAL = frozenset({"approved", "rejected"})
 class KycInProgress(Conflict):
     type = "kyc-in-progress"
     title = "A KYC check is already in progress or approved"
+
+
+class OwnKyc(Forbidden):
+    type = "own-kyc"
+    title = "Reviewers cannot decide on their own KYC"
 
 
 class KycNotInReview(Conflict):
