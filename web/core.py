@@ -132,6 +132,7 @@ async def _rotate(state: AppState, refresh: str) -> tuple[str, str] | None:
             async with transaction(state.resources.sessions) as session:
                 outcome = await identity.refresh(session, redis, state.keyring, refresh_token=refresh)
             if isinstance(outcome, DomainError):
+                await redis.delete(key + ":lock")  # a refused token: the next request learns it at once, not in 10 s
                 return None
             await redis.set(key, f"{outcome.access_token}|{outcome.refresh_token}", ex=REFRESH_GRACE_SECONDS)
             return outcome.access_token, outcome.refresh_token
