@@ -25,8 +25,8 @@ async def check_transfer_allowed(
     on_date: date,
     *,
     company: Company | None = None,
-) -> None:
-    """Raise a `TransferNotAllowed` subclass (422) naming the first rule the transfer breaks.
+) -> TransferPolicy:
+    """Raise a `TransferNotAllowed` subclass (422) naming the first rule the transfer breaks; else the policy.
 
     Callers that already read the security (and its company) pass them, which saves loading them again.
     """
@@ -34,7 +34,7 @@ async def check_transfer_allowed(
         security = security_read(await load_security(session, security))
     if company is None or company.id != security.company_id:
         company = await load_company(session, security.company_id)
-    check_rules(security, company, quantity, on_date)
+    return check_rules(security, company, quantity, on_date)
 
 
 async def trading_policy(session: AsyncSession, security_id: uuid.UUID, on_date: date) -> TransferPolicy | None:
@@ -43,14 +43,13 @@ async def trading_policy(session: AsyncSession, security_id: uuid.UUID, on_date:
     security = security_read(await load_security(session, security_id))
     company = await load_company(session, security.company_id)
     try:
-        check_rules(security, company, None, on_date)
+        return check_rules(security, company, None, on_date)
     except TransferNotAllowed:
         return None
-    return TransferPolicy.model_validate(company.transfer_policy)
 
 
-def check_rules(security: SecurityRead, company: Company, quantity: int | None, on_date: date) -> None:
-    """The transfer rules over data already read; `quantity` None skips the minimum size."""
+def check_rules(security: SecurityRead, company: Company, quantity: int | None, on_date: date) -> TransferPolicy:
+    """The transfer rules over data already read (`quantity` None skips the minimum size); returns the policy."""
     if not security.tradable:
         raise SecurityNotTradable(f"{security.class_name} is not open for secondary transfers.")
     policy = TransferPolicy.model_validate(company.transfer_policy)
@@ -73,3 +72,4 @@ def check_rules(security: SecurityRead, company: Company, quantity: int | None, 
             minimum_transfer_shares=minimum,
             errors=[{"pointer": "/body/quantity", "field": "quantity", "detail": f"must be at least {minimum}"}],
         )
+    return policy

@@ -109,8 +109,8 @@ async def _sign(
     ctx: RequestContext,
     via: str,
 ) -> SignOutcome:
-    """Record one signature; the caller holds the document's row lock, so signatures go one at a time."""
-    await session.refresh(request)  # as committed by whoever held the lock before us
+    """Record one signature. The caller holds the document's row lock (signatures go one at a time) and
+    read `request` after taking it, so its status is what whoever held the lock before committed."""
     pending = await pending_requests(session, document.id)
     _check_signable(document, request, pending)
     now = utcnow()

@@ -117,8 +117,9 @@ async def amend_order(
         return OrderOutcome(order_read(order))  # nothing to change: no new version, no event
     grows = new_quantity > order.quantity
     loses_priority = grows or new_price != order.limit_price_amount
+    policy = None
     if loses_priority:  # a new offer in all but name: today's transfer rules apply to it as to a new order
-        await companies.check_transfer_allowed(session, order.security_id, new_quantity, utcnow().date())
+        policy = await companies.check_transfer_allowed(session, order.security_id, new_quantity, utcnow().date())
     version = order.version + 1
     if order.side == Side.SELL.value and order.reservation_reference and new_quantity != order.quantity:
         await _move_reservation(session, order, new_quantity, version)
@@ -131,7 +132,7 @@ async def amend_order(
     session.add(order)
     await session.flush()
     await emit_order(session, ORDER_UPDATED, order)
-    outcome = await match_order(session, order) if loses_priority else None
+    outcome = await match_order(session, order, policy=policy) if loses_priority else None
     await emit_book_changed(session, order.security_id)
     return OrderOutcome(
         order_read(order),

@@ -11,7 +11,6 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.base import utcnow
-from models.companies import TransferPolicy
 from models.deals import DealWorkflowInput
 from models.marketplace import LIVE_STATUSES, Order, OrderCreate, OrderPage, OrderRead, OrderStatus, Side, TradeRead
 from services import admin, companies, holdings, profiles
@@ -59,7 +58,7 @@ async def place_order(
     currency = security.last_round_price.currency if security.last_round_price else DEFAULT_CURRENCY
     if body.limit_price.currency != currency:
         raise CurrencyMismatch(f"{security.class_name} trades in {currency}.", currency=currency)
-    await companies.check_transfer_allowed(session, security, body.quantity, now.date(), company=issuer)
+    policy = await companies.check_transfer_allowed(session, security, body.quantity, now.date(), company=issuer)
     if body.side == Side.BUY:
         eligibility = await profiles.buyer_eligibility(session, user_id)
         if not eligibility.eligible:
@@ -98,7 +97,7 @@ async def place_order(
     session.add(order)
     await session.flush()
     await emit_order(session, ORDER_CREATED, order)
-    outcome = await match_order(session, order, policy=TransferPolicy.model_validate(issuer.transfer_policy))
+    outcome = await match_order(session, order, policy=policy)
     await emit_book_changed(session, security.id)
     return OrderOutcome(order_read(order), outcome.trades, outcome.touched_order_ids, outcome.deals)
 
