@@ -74,6 +74,7 @@ class ConsumerRunner:
         max_attempts: int = 5,
         base_backoff: float = 0.2,
         max_backoff: float = 30.0,
+        session_timeout_ms: int = 10_000,
     ) -> None:
         self.spec = spec
         self.sessions = sessions
@@ -82,6 +83,7 @@ class ConsumerRunner:
         self.max_attempts = max_attempts
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
+        self.session_timeout_ms = session_timeout_ms
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, reconnecting when the broker goes away."""
@@ -107,6 +109,8 @@ class ConsumerRunner:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             metadata_max_age_ms=5_000,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.session_timeout_ms // 3,
         )
         producer = create_producer(self.bootstrap)
         try:

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     task_queue: str = "pap-main"
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
+    worker_sticky_timeout_seconds: float = Field(default=5.0, gt=0)
+    """How long a workflow's next task waits for the worker that has it cached before any worker takes it:
+    what a crashed worker costs each of its workflows (the SDK's default is 10 s)."""
 
     # Outbox relay and consumers.
     relay_batch_size: int = Field(default=500, ge=1)
@@ -80,6 +83,9 @@ class Settings(BaseSettings):
     consumer_max_backoff_seconds: float = Field(default=30.0, gt=0)
     """The longest wait between retries; an outage (database, SMTP, Temporal down) is retried until it ends."""
     consumer_group_prefix: str = "pap"
+    consumer_session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    """How long the broker waits for a silent consumer before handing its partitions on. Tansu holds every
+    group join for half of it, so the tests' embedded broker uses a shorter one (Kafka's minimum is 6 s)."""
     workflow_backstop_delay_seconds: float = Field(default=60.0, ge=0)
     """How far the workflow backstops (order-workflows, deal-workflows, deal-signals) run behind their events."""
 

@@ -64,8 +64,15 @@ async def stack(state_dir: Path) -> AsyncIterator[EmbeddedStack]:
     """Infrastructure started and migrated; no platform process yet."""
     # Tests create deal rows whose workflows they start themselves (on the time-skipping server) or
     # never: the deal backstops must not act on them too. tests/test_deal_backstops.py drives them.
+    # Tansu holds each consumer group join for half the session timeout: a short one saves seconds per join.
     settings = Settings(
-        _env_file=None, env="test", state_dir=state_dir, log_format="json", workflow_backstop_delay_seconds=86_400
+        _env_file=None,
+        env="test",
+        state_dir=state_dir,
+        log_format="json",
+        workflow_backstop_delay_seconds=86_400,
+        consumer_session_timeout_ms=3_000,
+        worker_sticky_timeout_seconds=2.0,  # the fault tests kill the worker: its workflows move on sooner
     )
     settings = settings.model_copy(update={k: v for k, v in EXTERNAL.items() if v})
     embedded = EmbeddedStack(settings, persistent=False)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from events.consumer import ConsumerRunner, ConsumerSpec
 from events.envelope import CloudEvent
+from pap.db import SessionFactory
+from pap.settings import Settings
 
 T = TypeVar("T")
 
@@ -31,6 +34,17 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout}s; last value: {result!r}")
         await asyncio.sleep(interval)
+
+
+def consumer_runner(spec: ConsumerSpec, sessions: SessionFactory, settings: Settings, **options: Any) -> ConsumerRunner:
+    """A runner for `spec` on the test stack's broker, joining its group as quickly as the stack's settings allow."""
+    return ConsumerRunner(
+        spec,
+        sessions,
+        settings.require("kafka_bootstrap"),
+        session_timeout_ms=settings.consumer_session_timeout_ms,
+        **options,
+    )
 
 
 async def read_topic(bootstrap: str, topic: str, *, timeout: float = 10.0) -> list[tuple[bytes | None, CloudEvent]]:

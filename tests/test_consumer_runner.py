@@ -19,14 +19,14 @@ from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.service import RPCError, RPCStatusCode
 
-from events.consumer import ConsumerRunner, ConsumerSpec
+from events.consumer import ConsumerSpec
 from events.envelope import CloudEvent
 from events.failures import is_transient
 from events.kafka import create_producer
 from models.base import utcnow
 from pap.db import SessionFactory
 from pap.settings import Settings
-from tests.support import eventually, read_topic
+from tests.support import consumer_runner, eventually, read_topic
 
 T = TypeVar("T")
 
@@ -37,10 +37,8 @@ async def test_a_duplicate_event_is_handled_once(sessions: SessionFactory, setti
     async def handler(_: AsyncSession, event: CloudEvent) -> None:
         calls.append(event.id)
 
-    runner = ConsumerRunner(
-        ConsumerSpec(f"dedup-{uuid.uuid4().hex[:8]}", ("pap.diagnostics",), handler),
-        sessions,
-        settings.require("kafka_bootstrap"),
+    runner = consumer_runner(
+        ConsumerSpec(f"dedup-{uuid.uuid4().hex[:8]}", ("pap.diagnostics",), handler), sessions, settings
     )
     event = CloudEvent(source="/tests", type="test.once")
     assert await runner.handle_once(event) is True
@@ -65,8 +63,8 @@ async def test_a_failing_handler_is_retried_then_dead_lettered(sessions: Session
             raise RuntimeError(f"{kind} fails")
         handled.append(kind)
 
-    runner = ConsumerRunner(
-        ConsumerSpec(name, ("pap.diagnostics",), handler), sessions, bootstrap, max_attempts=3, base_backoff=0.01
+    runner = consumer_runner(
+        ConsumerSpec(name, ("pap.diagnostics",), handler), sessions, settings, max_attempts=3, base_backoff=0.01
     )
     producer = create_producer(bootstrap)
     await producer.start()
@@ -116,7 +114,7 @@ async def _run_delayed(
     spec = ConsumerSpec(
         name, ("pap.diagnostics",), handler, event_types=frozenset(e.type for e in events), delay_seconds=delay
     )
-    runner = ConsumerRunner(spec, sessions, bootstrap)
+    runner = consumer_runner(spec, sessions, settings)
     producer = create_producer(bootstrap)
     await producer.start()
     try:
@@ -218,7 +216,7 @@ async def test_an_event_time_past_the_calendar_is_dead_lettered_and_the_consumer
     )
     await _produce(bootstrap, name, [bogus, old])
     stop = asyncio.Event()
-    task = asyncio.create_task(ConsumerRunner(spec, sessions, bootstrap).run(stop))
+    task = asyncio.create_task(consumer_runner(spec, sessions, settings).run(stop))
     try:
         await eventually(lambda: _alive(task, handled), lambda h: old.id in h, what="the event after the bogus one")
         dead = await eventually(lambda: _dead_letters(bootstrap, name), what="the bogus event dead-lettered")
@@ -247,7 +245,7 @@ async def test_a_handler_that_loses_its_database_connection_waits_for_it_instead
     spec = ConsumerSpec(name, ("pap.diagnostics",), handler, event_types=frozenset({event.type}))
     await _produce(bootstrap, name, [event])
     stop = asyncio.Event()
-    runner = ConsumerRunner(spec, sessions, bootstrap, max_attempts=3, base_backoff=0.01)
+    runner = consumer_runner(spec, sessions, settings, max_attempts=3, base_backoff=0.01)
     task = asyncio.create_task(runner.run(stop))
     try:
         await eventually(lambda: _alive(task, handled), lambda h: h == [event.id], what="the event handled")
@@ -274,7 +272,7 @@ async def test_temporal_being_unavailable_is_retried_until_it_answers(
     spec = ConsumerSpec(name, ("pap.diagnostics",), handler, event_types=frozenset({event.type}))
     await _produce(bootstrap, name, [event])
     stop = asyncio.Event()
-    runner = ConsumerRunner(spec, sessions, bootstrap, max_attempts=2, base_backoff=0.01)
+    runner = consumer_runner(spec, sessions, settings, max_attempts=2, base_backoff=0.01)
     task = asyncio.create_task(runner.run(stop))
     try:
         await eventually(lambda: _alive(task, attempts), lambda a: len(a) == 6, what="the sixth attempt")
@@ -305,7 +303,7 @@ async def test_a_consumer_waiting_out_an_outage_stops_at_once_and_the_event_is_r
     await _produce(bootstrap, name, [event])
     stop = asyncio.Event()
     # One attempt for a bug; an outage backs off 3 s, then 6 s: the stop comes during the second wait.
-    task = asyncio.create_task(ConsumerRunner(spec, sessions, bootstrap, max_attempts=1, base_backoff=3.0).run(stop))
+    task = asyncio.create_task(consumer_runner(spec, sessions, settings, max_attempts=1, base_backoff=3.0).run(stop))
     try:
         await eventually(lambda: _alive(task, attempts), lambda a: len(a) >= 2, what="a second attempt")
     finally:
@@ -315,7 +313,7 @@ async def test_a_consumer_waiting_out_an_outage_stops_at_once_and_the_event_is_r
 
     outage = False
     stop = asyncio.Event()
-    task = asyncio.create_task(ConsumerRunner(spec, sessions, bootstrap).run(stop))
+    task = asyncio.create_task(consumer_runner(spec, sessions, settings).run(stop))
     try:
         await eventually(lambda: _alive(task, handled), lambda h: h == [event.id], what="the event redelivered")
     finally:
@@ -346,7 +344,7 @@ async def test_the_lag_gauge_counts_the_events_a_consumer_has_yet_to_handle_per_
 
     spec = ConsumerSpec(name, ("pap.diagnostics",), handler, event_types=frozenset({events[0].type}))
     stop = asyncio.Event()
-    task = asyncio.create_task(ConsumerRunner(spec, sessions, bootstrap).run(stop))
+    task = asyncio.create_task(consumer_runner(spec, sessions, settings).run(stop))
     try:
 
         async def lag_while_running() -> float | None:

@@ -27,13 +27,13 @@ from pap.db import SessionFactory, transaction
 from pap.settings import Settings
 from services.notifications.dispatch import delivery_id
 from tests.factories import TestUser, register_and_login
-from tests.support import eventually, read_topic
+from tests.support import consumer_runner, eventually, read_topic
 from workers.consumers import notifications_spec
 
 
 @pytest.fixture
 def runner(sessions: SessionFactory, settings: Settings) -> ConsumerRunner:
-    return ConsumerRunner(notifications_spec(sessions, settings), sessions, settings.require("kafka_bootstrap"))
+    return consumer_runner(notifications_spec(sessions, settings), sessions, settings)
 
 
 def order_created(user_id: uuid.UUID, *, quantity: int = 100) -> CloudEvent:
@@ -96,7 +96,7 @@ async def test_order_confirmation_email_reaches_the_smtp_sink_once(
     assert await runner.handle_once(event) is False  # redelivered: nothing again
 
     # Even a second consumer group handling the same event finds the sent delivery and sends nothing.
-    again = ConsumerRunner(notifications_spec(sessions, settings), sessions, settings.require("kafka_bootstrap"))
+    again = consumer_runner(notifications_spec(sessions, settings), sessions, settings)
     again.spec = ConsumerSpec(f"replay-{uuid.uuid4().hex[:6]}", again.spec.topics, again.spec.handler)
     assert await again.handle_once(event) is True
 
@@ -255,7 +255,7 @@ async def test_a_dead_lettered_event_is_replayed_by_the_ops_command(
         state["handled"] += 1
 
     spec = ConsumerSpec(name, ("pap.diagnostics",), handler, event_types=frozenset({"test.replayable"}))
-    runner = ConsumerRunner(spec, sessions, bootstrap, group_prefix=f"test-{name}", max_attempts=2, base_backoff=0.01)
+    runner = consumer_runner(spec, sessions, settings, group_prefix=f"test-{name}", max_attempts=2, base_backoff=0.01)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:

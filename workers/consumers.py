@@ -110,6 +110,7 @@ async def run_consumers(resources: Resources, stop: asyncio.Event) -> None:
             group_prefix=settings.consumer_group_prefix,
             max_attempts=settings.consumer_max_attempts,
             max_backoff=settings.consumer_max_backoff_seconds,
+            session_timeout_ms=settings.consumer_session_timeout_ms,
         )
         for spec in consumer_specs(resources, temporal)
     ]

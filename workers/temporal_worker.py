@@ -39,6 +39,7 @@ def build_worker(client: Client, resources: Resources, task_queue: str | None = 
         interceptors=[ActivityMetricsInterceptor()],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout_seconds),
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
 
