@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -33,11 +33,28 @@ def create_session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 
+_AFTER_COMMIT = "pap.after_commit"
+
+
 @asynccontextmanager
 async def transaction(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
-    """One explicit transaction: committed when the block ends, rolled back on any error."""
-    async with factory() as session, session.begin():
-        yield session
+    """One explicit transaction: committed when the block ends, rolled back on any error.
+
+    Actions registered with `after_commit` run once the commit has succeeded.
+    """
+    async with factory() as session:
+        async with session.begin():
+            yield session
+        for action in session.info.pop(_AFTER_COMMIT, []):
+            await action()
+
+
+def after_commit(session: AsyncSession, action: Callable[[], Awaitable[None]]) -> None:
+    """Run `action` when `session`'s transaction (opened by `transaction`) commits; never if it rolls back.
+
+    For telling the world outside the database (a cache) about a change only others can now read.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append(action)
 
 
 async def lock_for_transaction(session: AsyncSession, key: str) -> None:

@@ -27,7 +27,7 @@ from pap.settings import Settings
 from services import companies
 from services.identity.permissions import Role
 from services.pricing import backtest
-from tests.support import eventually
+from tests.support import consumer_runner, eventually
 from workers.consumers import pricing_spec
 
 FULLY_DILUTED = 1_000_000
@@ -35,7 +35,7 @@ FULLY_DILUTED = 1_000_000
 
 @pytest.fixture
 def runner(sessions: SessionFactory, settings: Settings, redis: Redis) -> ConsumerRunner:
-    return ConsumerRunner(pricing_spec(redis), sessions, settings.require("kafka_bootstrap"))
+    return consumer_runner(pricing_spec(redis), sessions, settings)
 
 
 async def new_security(sessions: SessionFactory, last_round: str | None = "25.00") -> tuple[uuid.UUID, uuid.UUID]:
@@ -302,3 +302,17 @@ async def test_a_closed_deal_on_the_broker_reaches_price_history_through_the_run
     candles = await eventually(history, lambda c: bool(c), what="the print stored by the pricing consumer")
     assert candles[0]["close"] == "42.0000"
     assert candles[0]["volume"] == 7
+
+
+async def test_a_read_while_a_print_is_being_stored_never_caches_the_old_answer_past_the_commit(
+    api: httpx.AsyncClient, sessions: SessionFactory, redis: Redis, token_for: Callable[..., dict[str, str]]
+) -> None:
+    company_id, security_id = await new_security(sessions)
+    headers = token_for(uuid.uuid4(), Role.INVESTOR)
+    path = f"/v1/securities/{security_id}/prices"
+    handler = pricing_spec(redis).handler
+    async with transaction(sessions) as session:
+        await handler(session, closed(security_id, company_id, "10.00", 100, datetime(2026, 3, 2, 9, tzinfo=UTC)))
+        assert await get_json(api, path, headers, interval="1d") == []  # not committed: cached as empty
+    candles = await get_json(api, path, headers, interval="1d")
+    assert [c["volume"] for c in candles] == [100]

@@ -7,6 +7,7 @@ still land at their place in history.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -19,7 +20,7 @@ from events import topics
 from events.envelope import CloudEvent
 from events.outbox import record_event
 from models.pricing import PricePrint, PrintSource, Quote, RoundPrice
-from pap.db import insert_unless_conflict
+from pap.db import after_commit, insert_unless_conflict
 from services.pricing.cache import invalidate
 
 HANDLED_TYPES = frozenset(
@@ -80,7 +81,8 @@ class PricingIngest:
     async def handle(self, session: AsyncSession, event: CloudEvent) -> None:
         security_id = await ingest(session, event)
         if security_id is not None:
-            await invalidate(self.redis, security_id)
+            # After the commit: a read in between would cache the old data under the new version.
+            after_commit(session, functools.partial(invalidate, self.redis, security_id))
 
 
 async def ingest(session: AsyncSession, event: CloudEvent) -> uuid.UUID | None:
