@@ -18,8 +18,7 @@ from services.profiles.kyc_provider import HttpKycProvider, KycProvider
 
 def configured_provider(settings: Settings) -> tuple[KycProvider, str]:
     """The configured KYC provider (the sandbox this API serves when none is), and the webhook URL it calls back."""
-    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host  # noqa: S104 - a listen-all address
-    base = (settings.public_api_url or f"http://{host}:{settings.api_port}").rstrip("/")
+    base = settings.public_url
     provider_url = settings.kyc_provider_url or f"{base}/v1/sandbox/kyc"
     return HttpKycProvider(provider_url), f"{base}/v1/profiles/kyc/webhook"
 

@@ -80,6 +80,20 @@ class RecoveryCode(SQLModel, table=True):
     used_at: datetime | None = optional_timestamp_column()
 
 
+class PasswordReset(SQLModel, table=True):
+    """A requested password reset: its emailed link (a token naming this row) works once, until `expires_at`."""
+
+    __tablename__ = "password_reset"
+    __table_args__ = {"schema": "identity"}
+
+    id: uuid.UUID = uuid_pk()
+    user_id: uuid.UUID = SQLField(sa_column=Column(ForeignKey("identity.user.id"), nullable=False, index=True))
+    requested_ip: str | None = SQLField(default=None, sa_column=Column(String(64), nullable=True))
+    created_at: datetime = timestamp_column()
+    expires_at: datetime = SQLField(sa_column=Column(DateTime(timezone=True), nullable=False))
+    used_at: datetime | None = optional_timestamp_column()
+
+
 # -- API schemas -------------------------------------------------------------------------------------------------
 
 
@@ -95,6 +109,23 @@ class PasswordChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class PasswordResetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(min_length=3, max_length=320)
+
+
+class PasswordResetAccepted(BaseModel):
+    detail: str = "If an account uses this email, a reset link is on its way. It works once, for 30 minutes."
+
+
+class PasswordResetConfirm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=4096)
     new_password: str = Field(min_length=1, max_length=1024)
 
 

@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     bootstrap_admin_email: str | None = None
     bootstrap_admin_password: SecretStr | None = None
 
+    @property
+    def public_url(self) -> str:
+        """Where the outside world (an emailed link, a provider's webhook) reaches this API; the app is under /app."""
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::") else self.api_host  # noqa: S104 - listen-all
+        return (self.public_api_url or f"http://{host}:{self.api_port}").rstrip("/")
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str | None) -> str | None:

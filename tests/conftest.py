@@ -29,7 +29,7 @@ from pap.settings import Settings
 from pap.stack import binaries
 from pap.stack.embedded import EmbeddedStack
 from services.identity.permissions import Role
-from services.identity.throttling import IP_KEY
+from services.identity.throttling import IP_KEY, RESET_IP_KEY
 from services.identity.tokens import KeyRing, Principal
 from temporal.client import connect
 
@@ -136,13 +136,14 @@ def _no_garbage_from_earlier_tests() -> None:
 @pytest.fixture(autouse=True)
 async def _unthrottled_test_address(request: pytest.FixtureRequest) -> None:
     """Every test logs in from 127.0.0.1, so deliberate failures in earlier tests (wrong passwords, bad
-    OTPs) add up on one per-IP counter; each test that runs the platform starts with it cleared."""
+    OTPs, password reset requests) add up on per-IP counters; each test that runs the platform starts
+    with them cleared."""
     if "platform" not in request.fixturenames:
         return
     stack: EmbeddedStack = request.getfixturevalue("platform")
     client = Redis.from_url(stack.settings.require("redis_url"))
     try:
-        await client.delete(IP_KEY.format("127.0.0.1"))
+        await client.delete(IP_KEY.format("127.0.0.1"), RESET_IP_KEY.format("127.0.0.1"))
     finally:
         await client.aclose()
 

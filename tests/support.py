@@ -1,10 +1,16 @@
-"""Helpers for tests: waiting on a condition (never a fixed sleep) and reading Kafka topics."""
+"""Helpers for tests: waiting on a condition (never a fixed sleep), reading Kafka topics and the mail sink,
+and the CSRF token of an app form."""
 
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
+import re
 import time
 from collections.abc import Awaitable, Callable
+from email.message import EmailMessage
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -75,3 +81,22 @@ async def read_topic(bootstrap: str, topic: str, *, timeout: float = 10.0) -> li
         return out
     finally:
         await consumer.stop()
+
+
+def mails(settings: Settings, to: str, kind: str | None = None) -> list[EmailMessage]:
+    """The messages the SMTP sink received for `to` (of one `X-PAP-Kind`, if given), oldest first."""
+    folder = Path(settings.state_dir) / "mail"
+    out = []
+    for path in sorted(folder.glob("*.eml")) if folder.exists() else []:
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        if to in str(message["To"]) and (kind is None or message["X-PAP-Kind"] == kind):
+            out.append(message)
+    return out
+
+
+def csrf_token(html: str) -> str:
+    """The CSRF token an app page's form carries."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF field in the form"
+    return match.group(1)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -21,7 +20,7 @@ from services import identity
 from services.identity.permissions import Role
 from services.identity.users import BootstrapEmailTaken, LastAdmin, find_by_email
 from tests.factories import PASSWORD, enrol_totp, login, register_and_login
-from tests.support import eventually
+from tests.support import csrf_token, eventually
 
 Headers = Callable[..., dict[str, str]]
 
@@ -185,7 +184,7 @@ async def test_a_password_change_needs_the_current_password_and_a_strong_new_one
 async def test_the_app_changes_the_password_from_the_security_page(api: httpx.AsyncClient, redis: Redis) -> None:
     user = await register_and_login(api)
     async with httpx.AsyncClient(base_url=str(api.base_url), timeout=30) as browser:
-        token = csrf((await browser.get("/app/login")).text)
+        token = csrf_token((await browser.get("/app/login")).text)
         signed_in = await browser.post(
             "/app/login", data={"username": user.email, "password": PASSWORD, "csrf_token": token}
         )
@@ -203,9 +202,3 @@ async def test_the_app_changes_the_password_from_the_security_page(api: httpx.As
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def csrf(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, "no CSRF field in the form"
-    return match.group(1)

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import os
 import sys
 import uuid
 from collections.abc import Callable
-from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,7 +23,7 @@ from pap.db import SessionFactory, transaction
 from pap.settings import Settings
 from services.notifications.dispatch import delivery_id
 from tests.factories import TestUser, register_and_login
-from tests.support import consumer_runner, eventually, read_topic
+from tests.support import consumer_runner, eventually, mails, read_topic
 from workers.consumers import notifications_spec
 
 
@@ -57,17 +53,6 @@ def order_created(user_id: uuid.UUID, *, quantity: int = 100) -> CloudEvent:
             "expires_at": None,
         },
     )
-
-
-def mails(settings: Settings, to: str, kind: str | None = None) -> list[EmailMessage]:
-    folder = Path(settings.state_dir) / "mail"
-    out = []
-    for path in sorted(folder.glob("*.eml")) if folder.exists() else []:
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        if to in str(message["To"]) and (kind is None or message["X-PAP-Kind"] == kind):
-            out.append(message)
-    return out
 
 
 async def deliveries(sessions: SessionFactory, event_id: uuid.UUID, channel: str) -> int:

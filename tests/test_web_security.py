@@ -11,14 +11,9 @@ import httpx
 from services.identity.permissions import Role
 from services.identity.tokens import KeyRing, Principal
 from tests.factories import PASSWORD, next_totp, register_and_login
+from tests.support import csrf_token
 
 CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
-
-
-def _csrf(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, "no CSRF field in the form"
-    return match.group(1)
 
 
 async def _browser(api: httpx.AsyncClient) -> httpx.AsyncClient:
@@ -52,7 +47,7 @@ async def test_signup_login_and_logout_with_csrf_tokens(api: httpx.AsyncClient) 
     email = f"web-{uuid.uuid4().hex[:10]}@example.com"
     async with await _browser(api) as browser:
         assert (await browser.get("/app/holdings")).headers["location"] == "/app/login"
-        token = _csrf((await browser.get("/app/signup")).text)
+        token = csrf_token((await browser.get("/app/signup")).text)
         short = await browser.post(
             "/app/signup", data={"email": email, "password": "short", "full_name": "W", "csrf_token": token}
         )
@@ -115,7 +110,7 @@ async def test_an_mfa_user_logs_in_to_the_app_with_a_code(api: httpx.AsyncClient
     user = await register_and_login(api, enrol_mfa=True)
     assert user.totp_secret is not None
     async with await _browser(api) as browser:
-        token = _csrf((await browser.get("/app/login")).text)
+        token = csrf_token((await browser.get("/app/login")).text)
         asked = await browser.post(
             "/app/login", data={"username": user.email, "password": PASSWORD, "csrf_token": token}
         )

@@ -12,7 +12,13 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from api.deps import RedisDep, SessionsDep, StateDep
-from models.identity import PasswordChange, RegisterRequest
+from models.identity import (
+    PasswordChange,
+    PasswordResetAccepted,
+    PasswordResetConfirm,
+    PasswordResetRequest,
+    RegisterRequest,
+)
 from pap.db import transaction
 from services import identity, notifications
 from services.errors import DomainError
@@ -63,7 +69,7 @@ async def login(
 ) -> Response:
     """Password, then (with MFA) a one-time code; the code step carries a signed challenge, never the password."""
     email = username.strip().lower()
-    ip = request.client.host if request.client else "unknown"
+    ip = _ip(request)
     user_agent = request.headers.get("user-agent")
     form = {"username": username}
     outcome: identity.IssuedTokens | DomainError
@@ -105,6 +111,63 @@ async def login(
     response = redirect("/app")
     set_session(request, response, outcome)
     return response
+
+
+@router.get("/password-reset")
+async def password_reset_page(request: Request) -> Response:
+    return await render(request, "password_reset.html")
+
+
+@router.post("/password-reset")
+async def request_password_reset(
+    request: Request, sessions: SessionsDep, redis: RedisDep, email: Annotated[str, Form()] = ""
+) -> Response:
+    """The API's reset request, as a form: the same answer whether or not an account uses the email."""
+    form = {"email": email}
+    try:
+        body = PasswordResetRequest(email=email)
+        async with transaction(sessions) as session:
+            await identity.request_password_reset(session, redis, email=body.email, ip=_ip(request))
+    except (DomainError, ValidationError) as error:
+        status = error.status if isinstance(error, DomainError) else 422
+        ctx = {"errors": field_errors(error), "form": form}
+        return await render(request, "password_reset.html", ctx, status_code=status)
+    return await render(request, "password_reset.html", {"sent": True, "notice": PasswordResetAccepted().detail})
+
+
+@router.get("/password-reset/confirm")
+async def password_reset_confirm_page(request: Request, token: str = "") -> Response:
+    """The emailed link's page: the token only travels on to the form (the page is never cached or referred)."""
+    return await render(request, "password_reset.html", {"token": token[:4096]})
+
+
+@router.post("/password-reset/confirm")
+async def confirm_password_reset(
+    request: Request,
+    sessions: SessionsDep,
+    redis: RedisDep,
+    state: StateDep,
+    token: Annotated[str, Form()] = "",
+    new_password: Annotated[str, Form()] = "",
+) -> Response:
+    try:
+        body = PasswordResetConfirm(token=token, new_password=new_password)
+        async with transaction(sessions) as session:
+            await identity.reset_password(
+                session, redis, state.keyring, token=body.token, new_password=body.new_password
+            )
+    except (DomainError, ValidationError) as error:
+        errors = field_errors(error)
+        if "token" in errors:  # nothing to retry with: offer a new link
+            return await render(request, "password_reset.html", {"errors": errors}, status_code=422)
+        return await render(request, "password_reset.html", {"token": token, "errors": errors}, status_code=422)
+    response = await render(request, "login.html", {"notice": "Password changed: log in with the new one."})
+    clear_session(response)
+    return response
+
+
+def _ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 @router.post("/logout")
@@ -162,7 +225,7 @@ async def change_password(
                 redis,
                 user_id=principal.user_id,
                 session_id=principal.session_id,
-                ip=request.client.host if request.client else "unknown",
+                ip=_ip(request),
                 current_password=body.current_password,
                 new_password=body.new_password,
             )

@@ -12,6 +12,9 @@ from api.deps import RedisDep, SessionDep, SessionsDep, StateDep
 from models.identity import (
     MeRead,
     PasswordChange,
+    PasswordResetAccepted,
+    PasswordResetConfirm,
+    PasswordResetRequest,
     RefreshRequest,
     RegisterRequest,
     SessionList,
@@ -159,6 +162,27 @@ async def change_password(
             current_password=body.current_password,
             new_password=body.new_password,
         )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/v1/auth/password-reset", status_code=status.HTTP_202_ACCEPTED)
+async def request_password_reset(
+    body: PasswordResetRequest, request: Request, session: SessionDep, redis: RedisDep
+) -> PasswordResetAccepted:
+    """Email a one-time link (30 minutes) to the account using this email, if any: the answer is the same
+    either way. An account gets at most 3 links an hour; an address asking too often gets 429."""
+    await identity.request_password_reset(session, redis, email=body.email, ip=_client_ip(request))
+    return PasswordResetAccepted()
+
+
+@router.post("/v1/auth/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT)
+async def confirm_password_reset(
+    body: PasswordResetConfirm, sessions: SessionsDep, redis: RedisDep, state: StateDep
+) -> Response:
+    """Set a new password with the emailed link's token: every link of the account is spent, every session
+    ends, earlier failed sign-ins are forgiven. An invalid, expired or used token is 422 `reset-link-invalid`."""
+    async with transaction(sessions) as session:
+        await identity.reset_password(session, redis, state.keyring, token=body.token, new_password=body.new_password)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -2,6 +2,7 @@
 
 from services.identity.mfa import confirm_totp, start_totp
 from services.identity.password_change import change_password
+from services.identity.password_reset import request_password_reset, reset_password
 from services.identity.sessions import (
     IssuedTokens,
     change_roles,
@@ -35,7 +36,9 @@ __all__ = [
     "password_login",
     "refresh",
     "register",
+    "request_password_reset",
     "reserve_login_attempt",
+    "reset_password",
     "revoke_all_sessions",
     "revoke_session",
     "settle_login_attempt",

@@ -11,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.identity import AuthSession
 from services.errors import InvalidInput
 from services.identity import trail
+from services.identity.password_reset import spend_open_resets
 from services.identity.passwords import check_policy, hash_password, verify_password
 from services.identity.sessions import end_session
 from services.identity.throttling import reserve_login_attempt, settle_login_attempt
@@ -54,6 +55,7 @@ async def change_password(
         raise SamePassword("Choose a password you are not using now.", errors=[_field("new_password", "unchanged")])
     user.password_hash = await hash_password(new_password)
     session.add(user)
+    await spend_open_resets(session, user.id)
     others = (
         await session.exec(
             select(AuthSession)

@@ -16,12 +16,23 @@ MAX_IP_FAILURES = 20
 ACCOUNT_KEY = "pap:identity:login-fail:account:{}"
 IP_KEY = "pap:identity:login-fail:ip:{}"
 
+RESET_WINDOW_SECONDS = 60 * 60
+MAX_RESETS_PER_ACCOUNT = 3
+MAX_RESETS_PER_IP = 20
+RESET_ACCOUNT_KEY = "pap:identity:reset:account:{}"
+RESET_IP_KEY = "pap:identity:reset:ip:{}"
+
 AttemptResult = Literal["failed", "signed_in", "undecided"]
 
 
 class LoginThrottled(TooManyRequests):
     type = "login-throttled"
     title = "Too many failed sign-in attempts"
+
+
+class ResetThrottled(TooManyRequests):
+    type = "password-reset-throttled"
+    title = "Too many password reset requests"
 
 
 def _account(email: str) -> str:
@@ -71,3 +82,29 @@ async def settle_login_attempt(redis: Redis, *, email: str, ip: str, result: Att
             pipe.set(_account(email), 0, ex=WINDOW_SECONDS, nx=True)  # never leave a counter without its expiry
             pipe.decr(_account(email))
         await pipe.execute()
+
+
+async def forgive_login_failures(redis: Redis, *, email: str) -> None:
+    """Clear the account's failed sign-ins (its owner just proved who they are another way)."""
+    await redis.delete(_account(email))
+
+
+async def take_reset_slot(redis: Redis, *, email: str, ip: str) -> bool:
+    """Count a password reset request: 429 when this address asked too often (whatever the account);
+    False, quietly, when this account has had its links for the hour, so nobody can flood an inbox
+    and the answer still does not tell whether the account exists."""
+    ip_count, ip_ttl = await _count(redis, RESET_IP_KEY.format(ip))
+    if ip_count > MAX_RESETS_PER_IP:
+        raise ResetThrottled("Too many reset requests from this address; try again later.", retry_after=ip_ttl)
+    account_count, _ = await _count(redis, RESET_ACCOUNT_KEY.format(hashlib.sha256(email.encode()).hexdigest()))
+    return account_count <= MAX_RESETS_PER_ACCOUNT
+
+
+async def _count(redis: Redis, key: str) -> tuple[int, int]:
+    """Add one to a counter whose window starts at its first use; (count, seconds left in the window)."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(key, 0, ex=RESET_WINDOW_SECONDS, nx=True)
+        pipe.incr(key)
+        pipe.ttl(key)
+        _, count, ttl = await pipe.execute()
+    return int(count), max(int(ttl), 1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ AUDIENCE = "pap-api"
 ACCESS_TOKEN_TTL_SECONDS = 900
 MFA_CHALLENGE_AUDIENCE = "pap-mfa-login"
 MFA_CHALLENGE_TTL_SECONDS = 300
+PASSWORD_RESET_AUDIENCE = "pap-password-reset"
 KEY_FILE_PREFIX = "jwt-"
 
 
@@ -162,6 +164,31 @@ class KeyRing:
             return uuid.UUID(claims["sub"]), str(claims["email"])
         except (JoseError, ValueError, KeyError, TypeError) as error:
             raise Unauthenticated("The login step has expired: enter your password again.") from error
+
+    def issue_password_reset(self, reset_id: uuid.UUID, user_id: uuid.UUID, expires_at: datetime) -> str:
+        """The token of an emailed reset link: it names the reset (which works once) and expires with it.
+
+        Its own audience, so it is never an access token; minted when the email is sent, so the
+        secret never sits in the database or on the event bus.
+        """
+        issued_at = int(time.time())
+        claims = {
+            "iss": ISSUER,
+            "aud": PASSWORD_RESET_AUDIENCE,
+            "sub": str(user_id),
+            "jti": str(reset_id),
+            "iat": issued_at,
+            "exp": int(expires_at.timestamp()),
+        }
+        return self._sign(claims)
+
+    def verify_password_reset(self, token: str, *, now: int | None = None) -> tuple[uuid.UUID, uuid.UUID]:
+        """(reset id, user id) of a valid reset token; `Unauthenticated` for anything else."""
+        try:
+            claims = self._claims(token, PASSWORD_RESET_AUDIENCE, now, essential=("jti",))
+            return uuid.UUID(claims["jti"]), uuid.UUID(claims["sub"])
+        except (JoseError, ValueError, KeyError, TypeError) as error:
+            raise Unauthenticated("The reset link is invalid or expired.") from error
 
     def _sign(self, claims: dict[str, Any]) -> str:
         header = {"alg": ALGORITHM, "kid": self.signing_key.thumbprint(), "typ": "JWT"}

@@ -24,6 +24,8 @@ ROLES_CHANGED = "identity.roles.changed"
 REFRESH_REUSE_DETECTED = "identity.refresh.reuse_detected"
 ADMIN_BOOTSTRAPPED = "identity.admin.bootstrapped"
 PASSWORD_CHANGED = "identity.password.changed"
+PASSWORD_RESET_REQUESTED = "identity.password.reset_requested"
+PASSWORD_RESET = "identity.password.reset"
 
 
 async def security_event(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 from sqlmodel import col, select
@@ -18,13 +20,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from events.envelope import CloudEvent
 from models.base import utcnow
-from models.notifications import Channel, Delivery, DeliveryStatus, Notification
+from models.notifications import Category, Channel, Delivery, DeliveryStatus, Notification
 from pap.db import SessionFactory, insert_unless_conflict, transaction
 from services.errors import NotFound
 from services.identity import get_user
+from services.identity.tokens import KeyRing
+from services.identity.trail import PASSWORD_RESET_REQUESTED
 from services.notifications.email import Recipient, SmtpMailer, build_message
 from services.notifications.handlers import intents_for
-from services.notifications.intents import Intent
+from services.notifications.intents import Intent, as_uuid
 from services.notifications.preferences import effective_preferences, sms_phone
 from services.notifications.sms import SmsProvider
 
@@ -33,15 +37,31 @@ log = structlog.get_logger(__name__)
 Send = Callable[[uuid.UUID], Awaitable[str | None]]
 
 
+@dataclass(frozen=True)
+class ResetLinks:
+    """Password-reset links: minted here, as the email goes out, so the token is never stored or published."""
+
+    keyring: KeyRing
+    base_url: str
+
+    def link(self, reset_id: uuid.UUID, user_id: uuid.UUID, expires_at: datetime) -> str:
+        token = self.keyring.issue_password_reset(reset_id, user_id, expires_at)
+        return f"{self.base_url}/app/password-reset/confirm?token={token}"
+
+
 class Notifier:
     """The notifications consumer's handler: `await notifier.handle(session, event)`."""
 
-    def __init__(self, sessions: SessionFactory, mailer: SmtpMailer, sms: SmsProvider) -> None:
+    def __init__(self, sessions: SessionFactory, mailer: SmtpMailer, sms: SmsProvider, reset_links: ResetLinks) -> None:
         self.sessions = sessions
         self.mailer = mailer
         self.sms = sms
+        self.reset_links = reset_links
 
     async def handle(self, session: AsyncSession, event: CloudEvent) -> None:
+        if event.type == PASSWORD_RESET_REQUESTED:
+            await self._send_reset_link(session, event)
+            return
         for intent in await intents_for(session, event):
             await self.notify(session, event.id, intent)
 
@@ -51,15 +71,7 @@ class Notifier:
             await self._in_app(session, event_id, intent)
         recipient = await _recipient(session, intent.user_id)
         if choices[Channel.EMAIL] and intent.email:
-            address = recipient.email if recipient else None
-
-            async def send_email(delivery_id: uuid.UUID) -> str | None:
-                assert recipient is not None
-                message = build_message(intent, recipient, sender=self.mailer.sender, delivery_id=delivery_id)
-                await self.mailer.send(message)
-                return str(message["Message-ID"])
-
-            await self._deliver(event_id, intent, Channel.EMAIL, address, send_email)
+            await self._email(event_id, intent, recipient)
         if choices[Channel.SMS]:
             phone = await sms_phone(session, intent.user_id) if recipient else None
 
@@ -68,6 +80,38 @@ class Notifier:
                 return await self.sms.send(phone, f"PAP: {intent.title}", idempotency_key=f"sms-{delivery_id}")
 
             await self._deliver(event_id, intent, Channel.SMS, phone, send_sms)
+
+    async def _email(self, event_id: uuid.UUID, intent: Intent, recipient: Recipient | None) -> None:
+        async def send_email(delivery_id: uuid.UUID) -> str | None:
+            assert recipient is not None
+            message = build_message(intent, recipient, sender=self.mailer.sender, delivery_id=delivery_id)
+            await self.mailer.send(message)
+            return str(message["Message-ID"])
+
+        await self._deliver(event_id, intent, Channel.EMAIL, recipient.email if recipient else None, send_email)
+
+    async def _send_reset_link(self, session: AsyncSession, event: CloudEvent) -> None:
+        """By email only, whatever the preferences (it is how a locked-out user gets back in); nothing in the app."""
+        d = event.data
+        reset_id, user_id = as_uuid(d.get("reset_id")), as_uuid(d.get("user_id"))
+        try:
+            expires_at = datetime.fromisoformat(str(d.get("expires_at")))
+        except ValueError:
+            return
+        if reset_id is None or user_id is None:
+            return
+        intent = Intent(
+            user_id,
+            Category.SECURITY,
+            "password_reset_link",
+            "Reset your password",
+            "Someone, we hope you, asked to reset the password of your account. "
+            "The link below works once, for 30 minutes.",
+            details=[("Asked from", str(d.get("ip") or "unknown")), ("Link valid until", expires_at.isoformat())],
+            template="password_reset",
+            action=("Choose a new password", self.reset_links.link(reset_id, user_id, expires_at)),
+        )
+        await self._email(event.id, intent, await _recipient(session, user_id))
 
     async def _in_app(self, session: AsyncSession, event_id: uuid.UUID, intent: Intent) -> None:
         now = utcnow()

@@ -286,6 +286,12 @@ SECURITY_NOTICES = {
         "Your password was changed",
         "Your password was changed and your other sessions were signed out. If this was not you, contact support.",
     ),
+    "identity.password.reset": (
+        "password_reset",
+        "Your password was reset",
+        "Your password was reset through an emailed link and every session was signed out. "
+        "If this was not you, contact support.",
+    ),
     "identity.user.registration_existing_email": (
         "registration_attempt",
         "Someone tried to register with your email",

@@ -23,6 +23,8 @@ class Intent:
     """A specific email template (`templates/<name>.{txt,html}.j2`); the generic one otherwise."""
     email: bool = True
     """False for progress worth seeing in the app but not worth an email (preferences still apply otherwise)."""
+    action: tuple[str, str] | None = None
+    """A (label, URL) link emails show as their call to action."""
 
 
 def as_uuid(value: Any) -> uuid.UUID | None:
