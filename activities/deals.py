@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from events import topics
-from events.outbox import record_event
+from events.outbox import record_event_once
 from models.base import Money
 from models.deals import (
     PLATFORM_FEE_BPS,
@@ -265,14 +265,22 @@ class DealActivities:
         async with transaction(self.sessions) as session:
             deal = await deals.get_deal(session, ref.deal_id)
             live = await marketplace.give_back_replaced_buyer(session, deal_id=deal.id, buyer_id=uuid.UUID(ref.reason))
-            await record_event(
+            await record_event_once(  # a retry of this step announces nothing twice
                 session,
+                event_id=uuid.uuid5(deal.id, f"buyer-replaced:{ref.reason}"),
                 topic=topics.DEALS,
                 key=str(deal.id),
                 type="deals.buyer.replaced",
                 source=SOURCE,
                 subject=str(deal.id),
-                data={"deal_id": str(deal.id), "replaced_buyer_id": ref.reason, "buyer_id": str(deal.company_id)},
+                data={
+                    "deal_id": str(deal.id),
+                    "replaced_buyer_id": ref.reason,
+                    "buyer_id": str(deal.company_id),
+                    "seller_id": str(deal.seller_id),
+                    "quantity": deal.quantity,
+                    "price": {"amount": str(deal.price_amount), "currency": deal.currency},
+                },
             )
         await refresh_order_workflows(activity.client(), live)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from opentelemetry.propagate import inject
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from events.envelope import CloudEvent
@@ -25,6 +27,7 @@ async def record_event(
     source: str,
     data: dict[str, Any],
     subject: str | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> CloudEvent:
     """Add one event to the outbox; it is published only if the surrounding transaction commits.
 
@@ -41,6 +44,7 @@ async def record_event(
         subject=subject,
         data=data,
         traceparent=carrier.get("traceparent"),
+        id=event_id or uuid.uuid4(),
     )
     row = OutboxEvent(
         id=event.id,
@@ -58,6 +62,21 @@ async def record_event(
     else:
         session.info.setdefault(_PENDING, []).append(row)
     return event
+
+
+async def record_event_once(session: AsyncSession, *, event_id: uuid.UUID, **fields: Any) -> bool:
+    """`record_event` with a fixed id, unless that event is already in the outbox: for a step that may run
+    again (a retried activity) and must announce itself once. False when it was there. Should the outbox
+    have pruned it by then, the id still lets every consumer skip the repeat."""
+    pending: list[OutboxEvent] = session.info.get(_PENDING, [])
+    recorded = (
+        any(row.id == event_id for row in pending)
+        or (await session.scalar(select(col(OutboxEvent.seq)).where(col(OutboxEvent.id) == event_id))) is not None
+    )
+    if recorded:
+        return False
+    await record_event(session, event_id=event_id, **fields)
+    return True
 
 
 @event.listens_for(Session, "before_commit")

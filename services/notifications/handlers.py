@@ -85,6 +85,8 @@ async def marketplace(session: AsyncSession, event: CloudEvent) -> list[Intent]:
 async def deals(session: AsyncSession, event: CloudEvent) -> list[Intent]:
     d = event.data
     deal = _short(d.get("deal_id"))
+    if event.type == "deals.buyer.replaced":
+        return _buyer_replaced(d)
     stage = str(d.get("stage") or "")
     details = [
         ("Deal", str(d.get("deal_id"))),
@@ -256,6 +258,25 @@ async def payments(session: AsyncSession, event: CloudEvent) -> list[Intent]:
             if u
         ]
     return []
+
+
+def _buyer_replaced(d: dict[str, Any]) -> list[Intent]:
+    """The company exercised its right of first refusal: the buyer it replaced hears it (deal events reach
+    only the deal's current parties)."""
+    replaced = as_uuid(d.get("replaced_buyer_id"))
+    if replaced is None:
+        return []
+    title = f"Deal {_short(d.get('deal_id'))}: the company buys in your place"
+    body = (
+        "The company exercised its right of first refusal and buys these shares at the agreed price. "
+        "The deal no longer involves you and nothing was charged; any fill of your bid is back on the book."
+    )
+    details = [
+        ("Deal", str(d.get("deal_id"))),
+        ("Quantity", str(d.get("quantity"))),
+        ("Price", price_text(d.get("price"))),
+    ]
+    return [Intent(replaced, Category.DEALS, "deal_buyer_replaced", title, body, details)]
 
 
 SECURITY_NOTICES = {

@@ -17,13 +17,14 @@ from sqlalchemy import text
 from temporalio import activity
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.deals import DealActivities
 from models.base import Money
 from models.deals import (
     CancelInput,
+    DealRef,
     DealStage,
     DealState,
     DealWorkflowInput,
@@ -112,7 +113,12 @@ async def test_rofr_lapse_cancels_when_issuer_approval_is_required(
 
 
 async def test_rofr_exercise_puts_the_company_in_the_buyers_place(
-    time_skipping_env: WorkflowEnvironment, worker: str, people: Parties, sessions: SessionFactory
+    time_skipping_env: WorkflowEnvironment,
+    worker: str,
+    people: Parties,
+    sessions: SessionFactory,
+    real_activities: DealActivities,
+    api: httpx.AsyncClient,
 ) -> None:
     params = await brokered_deal(sessions, people, rofr_exercise_substitutes_buyer=True)
     handle = await start(time_skipping_env, worker, params)
@@ -133,6 +139,22 @@ async def test_rofr_exercise_puts_the_company_in_the_buyers_place(
     await save_if_recording(
         time_skipping_env.client, f"deal-{params.deal_id}", "DealExecution--rofr-exercise-substitutes"
     )
+
+    # The replaced buyer is told once, even when the step runs again (a retry after its commit).
+    again = DealRef(deal_id=params.deal_id, reason=str(people.buyer.id))
+    await ActivityEnvironment(time_skipping_env.client).run(real_activities.notify_buyer_replaced, again)
+    async with sessions() as session:
+        replaced = await session.execute(
+            text("SELECT count(*) FROM platform.outbox_event WHERE type = 'deals.buyer.replaced' AND key = :deal"),
+            {"deal": str(params.deal_id)},
+        )
+        assert replaced.scalar_one() == 1
+
+    async def told() -> list[str]:
+        listed = await api.get("/v1/notifications", headers=people.buyer.headers)
+        return [n["kind"] for n in listed.json()["items"]]
+
+    await eventually(told, lambda kinds: "deal_buyer_replaced" in kinds, what="the replaced buyer told")
 
 
 async def test_rofr_exercise_cancels_when_the_policy_does_not_substitute(
