@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     """Published outbox rows; the topics keep events as long (parked, unpublished rows stay)."""
     processed_event_retention_days: float = Field(default=35.0, gt=0)
     """De-duplication rows: past the dead-letter topic's 30 days, so a replay still finds them."""
+    password_reset_retention_days: float = Field(default=30.0, gt=0)
+    """Password resets, counted from their link's expiry (the audit trail keeps the requests)."""
     pricing_quote_retention_days: float = Field(default=365.0, gt=0)
     """Book quotes: the reference price looks 365 days back, so every `as_of` in that window reads the same
     inputs (each security's last quote before the cut stays too: it is still its book)."""

@@ -16,6 +16,7 @@ from sqlmodel import col, select
 
 from events.outbox import record_event
 from models.base import utcnow
+from models.identity import PasswordReset, User
 from models.platform import OutboxEvent, ProcessedEvent
 from models.pricing import Quote
 from pap.db import SessionFactory, transaction
@@ -107,3 +108,24 @@ async def test_housekeeping_prunes_old_event_rows_and_quotes_but_keeps_what_is_s
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)
+
+
+async def test_housekeeping_prunes_password_resets_a_month_after_their_links_expired(
+    sessions: SessionFactory, settings: Settings
+) -> None:
+    now = utcnow()
+    user = User(email=f"reset-{uuid.uuid4().hex[:8]}@example.com", full_name="R", password_hash="x", roles=[])
+    old, recent = (
+        PasswordReset(user_id=user.id, created_at=now - age, expires_at=now - age + timedelta(minutes=30))
+        for age in (timedelta(days=31), timedelta(days=29))
+    )
+    async with transaction(sessions) as session:
+        session.add(user)
+        await session.flush()
+        session.add_all([old, recent])
+    housekeeper = Housekeeper(sessions, Retention.from_settings(settings), interval=60, batch_size=100)
+    pruned = await housekeeper.prune_once(asyncio.Event())
+    assert pruned["identity.password_reset"] >= 1
+    async with sessions() as session:
+        left = (await session.exec(select(PasswordReset.id).where(PasswordReset.user_id == user.id))).all()
+    assert set(left) == {recent.id}

@@ -1,7 +1,7 @@
 """Housekeeping: every few minutes, delete in batches the rows no reader needs any more.
 
-Without it the outbox, the consumers' de-duplication marks and the pricing
-quotes (one row per order-book change) grow for ever. Each table is pruned by
+Without it the outbox, the consumers' de-duplication marks, the pricing
+quotes (one row per order-book change) and spent password resets grow for ever. Each table is pruned by
 its owner's function; a transaction-scoped advisory lock per table lets one
 consumers replica prune it while the others skip the round.
 """
@@ -23,6 +23,7 @@ from models.base import utcnow
 from pap.aio import wait_any
 from pap.db import SessionFactory, transaction, try_lock_for_transaction
 from pap.settings import Settings
+from services.identity.password_reset import prune_password_resets
 from services.pricing import prune_quotes
 
 log = structlog.get_logger(__name__)
@@ -41,6 +42,7 @@ class Retention:
     published_outbox: timedelta
     processed_events: timedelta
     quotes: timedelta
+    password_resets: timedelta
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Retention:
@@ -48,6 +50,7 @@ class Retention:
             published_outbox=timedelta(days=settings.outbox_retention_days),
             processed_events=timedelta(days=settings.processed_event_retention_days),
             quotes=timedelta(days=settings.pricing_quote_retention_days),
+            password_resets=timedelta(days=settings.password_reset_retention_days),
         )
 
 
@@ -74,6 +77,7 @@ class Housekeeper:
             "platform.outbox_event": (prune_published_outbox, now - self.retention.published_outbox),
             "platform.processed_event": (prune_processed_events, now - self.retention.processed_events),
             "pricing.quote": (prune_quotes, now - self.retention.quotes),
+            "identity.password_reset": (prune_password_resets, now - self.retention.password_resets),
         }
         pruned: dict[str, int] = {}
         for table, (prune, before) in jobs.items():

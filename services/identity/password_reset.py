@@ -9,10 +9,10 @@ works once; using any link spends every open one of the account.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -98,6 +98,21 @@ async def spend_open_resets(session: AsyncSession, user_id: uuid.UUID) -> None:
         .where(col(PasswordReset.user_id) == user_id, col(PasswordReset.used_at).is_(None))
         .values(used_at=utcnow())
     )
+
+
+_EXPIRED_RESETS = text(
+    """
+    DELETE FROM identity.password_reset WHERE ctid IN (
+        SELECT ctid FROM identity.password_reset WHERE expires_at < :before LIMIT :limit
+    )
+    """
+)
+
+
+async def prune_password_resets(session: AsyncSession, *, before: datetime, limit: int) -> int:
+    """Resets whose links expired before `before` (the audit trail keeps who asked and when)."""
+    result = await session.execute(_EXPIRED_RESETS, {"before": before, "limit": limit})
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]  # a DELETE gives a CursorResult
 
 
 def _invalid() -> ResetLinkInvalid:
