@@ -166,6 +166,30 @@ async def test_funding_instructions_go_to_the_buyer_by_sms_through_the_sandbox(
     assert "Next: buyer: fund the escrow." in stage.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
 
 
+async def test_a_signature_request_email_links_to_the_deal_page(
+    api: httpx.AsyncClient, runner: ConsumerRunner, settings: Settings
+) -> None:
+    signer = await register_and_login(api)
+    deal_id, document_id = uuid.uuid4(), uuid.uuid4()
+    event = CloudEvent(
+        source="/tests/documents",
+        type="documents.document.generated",
+        subject=str(document_id),
+        data={
+            "document_id": str(document_id),
+            "deal_id": str(deal_id),
+            "kind": "stock_transfer_agreement",
+            "signers": [{"user_id": str(signer.id), "role": "buyer"}],
+        },
+    )
+    await runner.handle_once(event)
+    [request] = mails(settings, signer.email, "signature_requested")
+    text = request.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert f"Review and sign: {settings.public_url}/app/deals/{deal_id}" in text
+    html = request.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    assert f'href="{settings.public_url}/app/deals/{deal_id}"' in html
+
+
 async def test_inbox_is_own_newest_first_and_read_state_is_per_user(
     api: httpx.AsyncClient, runner: ConsumerRunner, token_for: Callable[..., dict[str, str]]
 ) -> None:

@@ -17,7 +17,7 @@ from pap.resources import Resources
 from pap.settings import Settings
 from services import diagnostics
 from services.identity.tokens import KeyRing
-from services.notifications import HttpSmsProvider, Notifier, ResetLinks, SmtpMailer
+from services.notifications import EmailLinks, HttpSmsProvider, Notifier, SmtpMailer
 from services.pricing import HANDLED_TYPES, PricingIngest
 from temporal.client import connect
 from workers.deal_signals import FORWARDED, DealSignalForwarder
@@ -51,7 +51,7 @@ def sandbox_sms_provider(settings: Settings) -> HttpSmsProvider:
 def notifications_spec(sessions: SessionFactory, settings: Settings) -> ConsumerSpec:
     mailer = SmtpMailer(settings.smtp_host, settings.smtp_port, settings.smtp_sender)
     keyring = KeyRing.load(settings.state_dir / "keys", settings.jwt_private_key_file)
-    notifier = Notifier(sessions, mailer, sandbox_sms_provider(settings), ResetLinks(keyring, settings.public_url))
+    notifier = Notifier(sessions, mailer, sandbox_sms_provider(settings), EmailLinks(keyring, settings.public_url))
     return ConsumerSpec(
         name="notifications", topics=NOTIFICATION_TOPICS, handler=notifier.handle, ignored_types=SILENT_TYPES
     )

@@ -4,7 +4,7 @@
 `workers/consumers.py`); the inbox and preference functions serve the API.
 """
 
-from services.notifications.dispatch import Notifier, ResetLinks
+from services.notifications.dispatch import EmailLinks, Notifier
 from services.notifications.email import Recipient, SmtpMailer, build_message, render
 from services.notifications.handlers import intents_for
 from services.notifications.inbox import list_notifications, mark_all_read, mark_read, unread_count
@@ -14,11 +14,11 @@ from services.notifications.sms import HttpSmsProvider, SmsProvider
 
 __all__ = [
     "LOCKED",
+    "EmailLinks",
     "HttpSmsProvider",
     "Intent",
     "Notifier",
     "Recipient",
-    "ResetLinks",
     "SecurityNoticesLocked",
     "SmsProvider",
     "SmtpMailer",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import structlog
@@ -38,25 +38,29 @@ Send = Callable[[uuid.UUID], Awaitable[str | None]]
 
 
 @dataclass(frozen=True)
-class ResetLinks:
-    """Password-reset links: minted here, as the email goes out, so the token is never stored or published."""
+class EmailLinks:
+    """The links emails carry: app pages (an intent's action path) and password-reset links, minted here as
+    the email goes out, so the reset token is never stored or published."""
 
     keyring: KeyRing
     base_url: str
 
-    def link(self, reset_id: uuid.UUID, user_id: uuid.UUID, expires_at: datetime) -> str:
+    def absolute(self, url: str) -> str:
+        return f"{self.base_url}{url}" if url.startswith("/") else url
+
+    def password_reset(self, reset_id: uuid.UUID, user_id: uuid.UUID, expires_at: datetime) -> str:
         token = self.keyring.issue_password_reset(reset_id, user_id, expires_at)
-        return f"{self.base_url}/app/password-reset/confirm?token={token}"
+        return self.absolute(f"/app/password-reset/confirm?token={token}")
 
 
 class Notifier:
     """The notifications consumer's handler: `await notifier.handle(session, event)`."""
 
-    def __init__(self, sessions: SessionFactory, mailer: SmtpMailer, sms: SmsProvider, reset_links: ResetLinks) -> None:
+    def __init__(self, sessions: SessionFactory, mailer: SmtpMailer, sms: SmsProvider, links: EmailLinks) -> None:
         self.sessions = sessions
         self.mailer = mailer
         self.sms = sms
-        self.reset_links = reset_links
+        self.links = links
 
     async def handle(self, session: AsyncSession, event: CloudEvent) -> None:
         if event.type == PASSWORD_RESET_REQUESTED:
@@ -82,6 +86,9 @@ class Notifier:
             await self._deliver(event_id, intent, Channel.SMS, phone, send_sms)
 
     async def _email(self, event_id: uuid.UUID, intent: Intent, recipient: Recipient | None) -> None:
+        if intent.action is not None:
+            intent = replace(intent, action=(intent.action[0], self.links.absolute(intent.action[1])))
+
         async def send_email(delivery_id: uuid.UUID) -> str | None:
             assert recipient is not None
             message = build_message(intent, recipient, sender=self.mailer.sender, delivery_id=delivery_id)
@@ -109,7 +116,7 @@ class Notifier:
             "The link below works once, for 30 minutes.",
             details=[("Asked from", str(d.get("ip") or "unknown")), ("Link valid until", expires_at.isoformat())],
             template="password_reset",
-            action=("Choose a new password", self.reset_links.link(reset_id, user_id, expires_at)),
+            action=("Choose a new password", self.links.password_reset(reset_id, user_id, expires_at)),
         )
         await self._email(event.id, intent, await _recipient(session, user_id))
 

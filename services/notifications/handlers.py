@@ -144,6 +144,11 @@ async def deals(session: AsyncSession, event: CloudEvent) -> list[Intent]:
     return out
 
 
+def _deal_page(d: dict[str, Any]) -> str:
+    """The deal's page in the app (its documents are signed there, after signing in)."""
+    return f"/app/deals/{d.get('deal_id')}"
+
+
 async def documents(session: AsyncSession, event: CloudEvent) -> list[Intent]:
     d = event.data
     kind_label = label(d.get("kind") or "document")
@@ -158,6 +163,7 @@ async def documents(session: AsyncSession, event: CloudEvent) -> list[Intent]:
                 f"Please sign the {kind_label}",
                 "A document of your deal is ready for your signature.",
                 details,
+                action=("Review and sign", _deal_page(d)),
             )
             for u in users
             if u is not None
@@ -172,6 +178,7 @@ async def documents(session: AsyncSession, event: CloudEvent) -> list[Intent]:
                 f"Reminder: sign the {kind_label}",
                 "Your signature is still needed to move the deal forward.",
                 details,
+                action=("Review and sign", _deal_page(d)),
             )
             for u in users
             if u is not None

@@ -24,7 +24,7 @@ class Intent:
     email: bool = True
     """False for progress worth seeing in the app but not worth an email (preferences still apply otherwise)."""
     action: tuple[str, str] | None = None
-    """A (label, URL) link emails show as their call to action."""
+    """A (label, URL) link emails show as their call to action; a path (`/app/...`) is on the platform's public URL."""
 
 
 def as_uuid(value: Any) -> uuid.UUID | None:
