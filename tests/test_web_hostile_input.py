@@ -414,6 +414,8 @@ def test_the_csrf_route_list_is_complete() -> None:
         "/app/security/mfa",
         "/app/security/mfa/verify",
         "/app/security/password",
+        "/app/password-reset",
+        "/app/password-reset/confirm",
         "/app/notifications/{id}/read",
         "/app/notifications/read-all",
         "/app/verification/kyc",
@@ -478,7 +480,7 @@ async def test_a_bad_session_cookie_is_sent_to_the_login_page(api: httpx.AsyncCl
     async with httpx.AsyncClient(base_url=str(api.base_url), timeout=30) as client:
         headers: dict[bytes, bytes] = {b"Cookie": f"pap_session={cookie}; pap_csrf={CSRF}".encode("latin-1")}
         page = await client.get("/app/holdings", headers=headers)
-        assert page.status_code == 303 and page.headers["location"] == "/app/login"
+        assert page.status_code == 303 and page.headers["location"] == "/app/login?next=%2Fapp%2Fholdings"
         post = await client.post(
             "/app/holdings", data={"quantity": "1"}, headers=headers | {b"X-CSRF-Token": CSRF.encode()}
         )
@@ -497,7 +499,7 @@ async def test_an_mfa_challenge_or_expired_token_is_no_session(api: httpx.AsyncC
     for cookie in (challenge + "|", expired + "|", expired + "|not-a-refresh-token"):
         async with browser(api, cookie) as b:
             response = await b.get("/app/orders")
-        assert response.status_code == 303 and response.headers["location"] == "/app/login", cookie
+        assert response.status_code == 303 and response.headers["location"] == "/app/login?next=%2Fapp%2Forders", cookie
 
 
 async def test_hostile_form_and_path_values_never_answer_500_and_change_nothing(

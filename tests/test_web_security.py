@@ -46,7 +46,7 @@ async def test_a_post_without_the_csrf_token_is_refused(api: httpx.AsyncClient) 
 async def test_signup_login_and_logout_with_csrf_tokens(api: httpx.AsyncClient) -> None:
     email = f"web-{uuid.uuid4().hex[:10]}@example.com"
     async with await _browser(api) as browser:
-        assert (await browser.get("/app/holdings")).headers["location"] == "/app/login"
+        assert (await browser.get("/app/holdings")).headers["location"] == "/app/login?next=%2Fapp%2Fholdings"
         token = csrf_token((await browser.get("/app/signup")).text)
         short = await browser.post(
             "/app/signup", data={"email": email, "password": "short", "full_name": "W", "csrf_token": token}
@@ -133,3 +133,23 @@ def _challenge(page: str) -> str:
     found = re.search(r'name="challenge" value="([^"]+)"', page)
     assert found is not None, "no challenge on the page"
     return found.group(1)
+
+
+async def test_a_page_asked_for_while_signed_out_is_where_the_login_leads_but_never_off_site(
+    api: httpx.AsyncClient,
+) -> None:
+    user = await register_and_login(api)
+    deal_page = f"/app/deals/{uuid.uuid4()}"
+    async with await _browser(api) as browser:
+        asked = await browser.get(deal_page)
+        assert asked.status_code == 303
+        assert asked.headers["location"] == f"/app/login?next={deal_page.replace('/', '%2F')}"
+        page = await browser.get(asked.headers["location"])
+        assert f'name="next" value="{deal_page}"' in page.text
+        token = csrf_token(page.text)
+        credentials = {"username": user.email, "password": PASSWORD, "csrf_token": token}
+        back = await browser.post("/app/login", data={**credentials, "next": deal_page})
+        assert back.status_code == 303 and back.headers["location"] == deal_page
+        for hostile in ("https://evil.example/app/", "//evil.example", "/app\\@evil.example", "/apps", "/app/\x00"):
+            home = await browser.post("/app/login", data={**credentials, "next": hostile})
+            assert home.status_code == 303 and home.headers["location"] == "/app", hostile

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
@@ -10,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from services.errors import DomainError
 from web import account, deal, market
-from web.core import LoginRequired, SecurityHeadersMiddleware, check_csrf, redirect, render
+from web.core import LoginRequired, SecurityHeadersMiddleware, check_csrf, redirect, render, safe_next
 
 router = APIRouter(prefix="/app", include_in_schema=False, dependencies=[Depends(check_csrf)])
 router.add_api_route("", market.home, methods=["GET"])
@@ -20,9 +21,13 @@ router.include_router(deal.router)
 
 
 async def _login_required(request: Request, exc: Exception) -> Response:
+    """To the login page, which brings a page request (say, an emailed deal link) back to it afterwards."""
     if request.headers.get("hx-request"):
         return Response(status_code=204, headers={"HX-Redirect": "/app/login"})
-    return redirect("/app/login")
+    page = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.method != "GET" or safe_next(page) == "/app":
+        return redirect("/app/login")
+    return redirect(f"/app/login?{urlencode({'next': page})}")
 
 
 def _html_errors(app: FastAPI) -> None:

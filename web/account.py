@@ -23,7 +23,7 @@ from pap.db import transaction
 from services import identity, notifications
 from services.errors import DomainError
 from services.identity.sessions import InvalidCredentials, MfaRequired
-from web.core import MaybeViewer, Viewer, clear_session, field_errors, redirect, render, set_session
+from web.core import MaybeViewer, Viewer, clear_session, field_errors, redirect, render, safe_next, set_session
 
 router = APIRouter()
 
@@ -52,8 +52,8 @@ async def signup(
 
 
 @router.get("/login")
-async def login_page(request: Request) -> Response:
-    return await render(request, "login.html")
+async def login_page(request: Request, next: str = "") -> Response:
+    return await render(request, "login.html", {"next": safe_next(next)})
 
 
 @router.post("/login")
@@ -66,8 +66,11 @@ async def login(
     password: Annotated[str, Form()] = "",
     otp: Annotated[str, Form()] = "",
     challenge: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "",
 ) -> Response:
-    """Password, then (with MFA) a one-time code; the code step carries a signed challenge, never the password."""
+    """Password, then (with MFA) a one-time code; the code step carries a signed challenge, never the password.
+    Signed in, the browser goes on to `next` (the page that asked for a login) when it is a page of the app."""
+    destination = safe_next(next)
     email = username.strip().lower()
     ip = _ip(request)
     user_agent = request.headers.get("user-agent")
@@ -102,13 +105,18 @@ async def login(
             await identity.settle_login_attempt(redis, email=email, ip=ip, result="failed" if failed else "undecided")
         if isinstance(outcome, MfaRequired) and outcome.user_id is not None:
             challenge = state.keyring.issue_mfa_challenge(outcome.user_id, email)
-            ctx: dict[str, object] = {"form": form, "challenge": challenge, "notice": "Enter the code from your app."}
+            ctx: dict[str, object] = {
+                "form": form,
+                "challenge": challenge,
+                "next": destination,
+                "notice": "Enter the code from your app.",
+            }
             return await render(request, "login.html", ctx, status_code=401)
         keep = challenge if isinstance(outcome, InvalidCredentials) else ""  # a wrong code may be retried
-        ctx = {"form": form, "challenge": keep, "mfa": bool(otp), "errors": {"_": outcome.detail}}
+        ctx = {"form": form, "challenge": keep, "mfa": bool(otp), "next": destination, "errors": {"_": outcome.detail}}
         return await render(request, "login.html", ctx, status_code=401)
     await identity.settle_login_attempt(redis, email=email, ip=ip, result="signed_in")
-    response = redirect("/app")
+    response = redirect(destination)
     set_session(request, response, outcome)
     return response
 

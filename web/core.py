@@ -198,6 +198,19 @@ def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
+def safe_next(value: str | None) -> str:
+    """Where to go after signing in: a page of this app, or its home; never another site (no open redirect)."""
+    if (
+        value
+        and len(value) <= 2048
+        and (value == "/app" or value.startswith("/app/"))
+        and "\\" not in value
+        and value.isprintable()
+    ):
+        return value
+    return "/app"
+
+
 def field_errors(error: DomainError | ValidationError) -> dict[str, str]:
     """Map problem `errors[]` (or pydantic errors) to form field names; `_` holds the general message."""
     out: dict[str, str] = {}
