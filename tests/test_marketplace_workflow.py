@@ -5,6 +5,7 @@ Set PAP_RECORD_HISTORIES=1 to (re)write `tests/histories/OrderLifecycle--*.json`
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from datetime import timedelta
@@ -12,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
@@ -24,7 +26,9 @@ from models.marketplace import (
     AmendOrderInput,
     CancelOrderInput,
     OrderCreate,
+    OrderFilled,
     OrderRead,
+    OrderRef,
     OrderStatus,
     OrderWorkflowInput,
     Side,
@@ -133,3 +137,39 @@ async def test_cancel_and_amend_updates_apply_in_the_database_and_validators_ref
             )
     assert await reserved_outstanding(sessions, order.user_id, order.security_id) == 0
     await save_history(client, f"order-{order.id}", "amend-cancel")
+
+
+async def test_a_stale_refresh_never_brings_a_cancelled_order_back_to_life(
+    time_skipping_env: WorkflowEnvironment, sessions: SessionFactory, settings: Settings
+) -> None:
+    """A fill's refresh reads the order, a cancel commits and applies, then the older read arrives."""
+    order = await sell_order(sessions)
+    real = MarketplaceActivities(sessions, settings)
+    refresh_started, release_refresh = asyncio.Event(), asyncio.Event()
+
+    @activity.defn(name="marketplace.refresh_order")
+    async def refresh_order(params: OrderRef) -> OrderRead:
+        stale = await real.refresh_order(params)  # read while the order is still open
+        refresh_started.set()
+        await release_refresh.wait()
+        return stale
+
+    client = time_skipping_env.client
+    async with Worker(
+        client,
+        task_queue=f"orders-{uuid.uuid4()}",
+        workflows=[OrderLifecycle],
+        activities=[real.cancel_order, real.expire_order, real.amend_order, refresh_order],
+    ) as worker:
+        handle = await client.start_workflow(
+            OrderLifecycle.run, workflow_input(order), id=f"order-{order.id}", task_queue=worker.task_queue
+        )
+        await handle.signal("order_filled", OrderFilled(order_id=order.id, trade_id=uuid.uuid4(), quantity=0))
+        await refresh_started.wait()
+        cancelled = await handle.execute_update(
+            "cancel", CancelOrderInput(order_id=order.id, user_id=order.user_id), result_type=OrderRead
+        )
+        assert cancelled.status == OrderStatus.CANCELLED
+        release_refresh.set()
+        assert await asyncio.wait_for(handle.result(), 30) == OrderStatus.CANCELLED
+    await save_history(client, f"order-{order.id}", "stale-refresh-after-cancel")

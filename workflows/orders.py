@@ -31,6 +31,8 @@ with workflow.unsafe.imports_passed_through():
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
+TERMINAL_STATUS_STICKS = "order-terminal-status-sticks"
+"""Patch: a live status read after the order ended (a stale refresh) is ignored instead of reviving the loop."""
 
 
 @workflow.defn(name="OrderLifecycle")
@@ -82,6 +84,12 @@ class OrderLifecycle:
         return result
 
     def _apply(self, order: OrderRead) -> None:
+        if (
+            order.status in LIVE_STATUSES
+            and self._status not in LIVE_STATUSES
+            and workflow.patched(TERMINAL_STATUS_STICKS)
+        ):
+            return  # a read older than what ended the order (a fill's refresh racing a cancel): orders never reopen
         if order.status != self._status:
             self._status = order.status
             self._upsert([ORDER_STATUS.value_set(order.status.value)])
