@@ -14,9 +14,11 @@ from sqlalchemy.exc import DBAPIError
 from models.base import utcnow
 from models.payments import EntryStatus, Leg
 from pap.db import SessionFactory, transaction
+from pap.settings import Settings
 from services import payments
 from services.payments.ledger import entry_by_key, postings_of
 from tests.payments_support import available, eur, fund, new_user_cash, posted, usd
+from workers.housekeeping import Housekeeper, Retention
 
 
 async def test_transfer_books_postings_that_sum_to_zero_and_updates_cached_balances(sessions: SessionFactory) -> None:
@@ -287,4 +289,23 @@ async def test_expired_holds_time_out_and_release_their_funds(sessions: SessionF
         async with transaction(sessions) as session:
             await payments.post_pending(session, held.id)
     async with transaction(sessions) as session:
+        assert (await entry_by_key(session, held.idempotency_key)).status == EntryStatus.EXPIRED  # type: ignore[union-attr]
+
+
+async def test_housekeeping_times_out_expired_holds(sessions: SessionFactory, settings: Settings) -> None:
+    alice, bob = new_user_cash(), new_user_cash()
+    await fund(sessions, alice, "100.00")
+    async with transaction(sessions) as session:
+        held = await payments.hold(
+            session,
+            idempotency_key=f"h:{uuid.uuid4()}",
+            legs=[Leg(debit=alice, credit=bob, amount=usd("60"))],
+            kind="test.hold",
+            expires_at=utcnow() - timedelta(seconds=1),
+        )
+    assert await available(sessions, alice) == Decimal("40.00")
+    housekeeper = Housekeeper(sessions, Retention.from_settings(settings), interval=60, batch_size=100)
+    assert (await housekeeper.prune_once(asyncio.Event()))["payments.expired_hold"] >= 1
+    assert await available(sessions, alice) == Decimal("100.00")
+    async with sessions() as session:
         assert (await entry_by_key(session, held.idempotency_key)).status == EntryStatus.EXPIRED  # type: ignore[union-attr]

@@ -1,7 +1,8 @@
 """Housekeeping: every few minutes, delete in batches the rows no reader needs any more.
 
 Without it the outbox, the consumers' de-duplication marks, the pricing
-quotes (one row per order-book change) and spent password resets grow for ever. Each table is pruned by
+quotes (one row per order-book change) and spent password resets grow for ever;
+it also times out ledger holds past their expiry (their funds are free again). Each table is pruned by
 its owner's function; a transaction-scoped advisory lock per table lets one
 consumers replica prune it while the others skip the round.
 """
@@ -24,6 +25,7 @@ from pap.aio import wait_any
 from pap.db import SessionFactory, transaction, try_lock_for_transaction
 from pap.settings import Settings
 from services.identity.password_reset import prune_password_resets
+from services.payments import expire_pending_holds
 from services.pricing import prune_quotes
 
 log = structlog.get_logger(__name__)
@@ -54,6 +56,11 @@ class Retention:
         )
 
 
+async def _expire_holds(session: AsyncSession, *, before: datetime, limit: int) -> int:
+    """Ledger holds past their expiry time out, so the funds they reserve are available again."""
+    return await expire_pending_holds(session, before, limit=limit)
+
+
 class Housekeeper:
     def __init__(self, sessions: SessionFactory, retention: Retention, *, interval: float, batch_size: int) -> None:
         self.sessions = sessions
@@ -78,6 +85,7 @@ class Housekeeper:
             "platform.processed_event": (prune_processed_events, now - self.retention.processed_events),
             "pricing.quote": (prune_quotes, now - self.retention.quotes),
             "identity.password_reset": (prune_password_resets, now - self.retention.password_resets),
+            "payments.expired_hold": (_expire_holds, now),
         }
         pruned: dict[str, int] = {}
         for table, (prune, before) in jobs.items():

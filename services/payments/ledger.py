@@ -375,13 +375,15 @@ async def void_pending(
     return entry
 
 
-async def expire_pending_holds(session: AsyncSession, now: datetime | None = None) -> int:
-    """Time out the holds whose `expires_at` passed; returns how many (locked ones are left to the next run)."""
+async def expire_pending_holds(session: AsyncSession, now: datetime | None = None, *, limit: int | None = None) -> int:
+    """Time out (up to `limit` of) the holds whose `expires_at` passed, releasing what they reserved; returns
+    how many (locked ones are left to the next run). The consumers' housekeeping runs it every round."""
     now = now or utcnow()
     result = await session.exec(
         select(JournalEntry)
         .where(JournalEntry.status == EntryStatus.PENDING, col(JournalEntry.expires_at) <= now)
         .order_by(col(JournalEntry.id))
+        .limit(limit)
         .with_for_update(skip_locked=True)
         .execution_options(populate_existing=True)
     )
