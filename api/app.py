@@ -76,5 +76,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.otlp_endpoint:
         # Full HTTP spans only when they are exported; otherwise RequestContextMiddleware joins the
         # caller's trace itself, at a tenth of the instrumentation's cost per request.
-        FastAPIInstrumentor.instrument_app(app, excluded_urls="health/live,metrics")
+        # The reset page's URL carries a live reset token: no span records it.
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="health/live,metrics,app/password-reset/confirm")
     return app

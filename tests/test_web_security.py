@@ -23,10 +23,14 @@ async def _browser(api: httpx.AsyncClient) -> httpx.AsyncClient:
 async def test_app_pages_carry_the_content_security_policy_and_friends(api: httpx.AsyncClient) -> None:
     async with await _browser(api) as browser:
         page = await browser.get("/app/login")
+        style = await browser.get("/app/static/app.css")
+    assert "cache-control" not in style.headers  # static files may be cached
     assert page.status_code == 200
     assert page.headers["content-security-policy"] == CSP
     assert page.headers["x-frame-options"] == "DENY"
     assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["referrer-policy"] == "no-referrer"  # a reset link's token never leaves in a Referer
+    assert page.headers["cache-control"] == "no-store"
     cookie = next(c for c in page.headers.get_list("set-cookie") if c.startswith("pap_csrf="))
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie
     assert "<script>" not in page.text and "style=" not in page.text
@@ -153,3 +157,39 @@ async def test_a_page_asked_for_while_signed_out_is_where_the_login_leads_but_ne
         for hostile in ("https://evil.example/app/", "//evil.example", "/app\\@evil.example", "/apps", "/app/\x00"):
             home = await browser.post("/app/login", data={**credentials, "next": hostile})
             assert home.status_code == 303 and home.headers["location"] == "/app", hostile
+
+
+def _session_cookies(response: httpx.Response) -> list[str]:
+    """The values of the session cookies a response sets, in order."""
+    cookies = [c.split(";")[0] for c in response.headers.get_list("set-cookie") if c.startswith("pap_session=")]
+    return [c.removeprefix("pap_session=").strip('"') for c in cookies]
+
+
+async def test_mfa_turned_on_after_the_access_token_expired_keeps_the_upgraded_session(
+    api: httpx.AsyncClient, keyring: KeyRing
+) -> None:
+    user = await register_and_login(api)
+    async with await _browser(api) as browser:
+        token = csrf_token((await browser.get("/app/login")).text)
+        signed_in = await browser.post(
+            "/app/login", data={"username": user.email, "password": PASSWORD, "csrf_token": token}
+        )
+        [pair] = _session_cookies(signed_in)
+        refresh = pair.split("|")[1]
+        started = await browser.post("/app/security/mfa", data={"csrf_token": token})
+        secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', started.text)
+        assert secret is not None
+    # The user scans the code slowly: the access token has expired by the time the code is sent.
+    expired = keyring.issue(Principal(user_id=user.id, roles=frozenset({Role.INVESTOR})), ttl=-60)
+    async with await _browser(api) as late:
+        verified = await late.post(
+            "/app/security/mfa/verify",
+            data={"code": next_totp(secret.group(1)), "csrf_token": token},
+            headers={"Cookie": f"pap_session={expired}|{refresh}; pap_csrf={token}"},
+        )
+        assert verified.status_code < 400, verified.text[:300]
+        [upgraded] = _session_cookies(verified)  # only the MFA session, not the pair refreshed on the way in
+        access, new_refresh = upgraded.split("|")
+        assert keyring.verify(access).mfa
+        later = await late.get("/app/security", headers={"Cookie": f"pap_session={expired}|{new_refresh}"})
+        assert later.status_code == 200  # its refresh token still works once the access token expires again

@@ -233,7 +233,8 @@ class SecurityHeadersMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not str(scope.get("path", "")).startswith("/app"):
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or not path.startswith("/app"):
             await self.app(scope, receive, send)
             return
         production = False
@@ -249,7 +250,12 @@ class SecurityHeadersMiddleware:
                     response.set_cookie(
                         CSRF_COOKIE, state["new_csrf"], httponly=True, samesite="lax", secure=production, path="/app"
                     )
-                if state.get("new_session"):
+                headers = list(message.get("headers", []))
+                cookie_prefix = f"{SESSION_COOKIE}=".encode()
+                route_set_session = any(k.lower() == b"set-cookie" and v.startswith(cookie_prefix) for k, v in headers)
+                # The route's own session cookie (MFA upgrade, logout) wins over the pair refreshed on the way in:
+                # browsers keep the last cookie, and that pair may already be spent.
+                if state.get("new_session") and not route_set_session:
                     access, refresh = state["new_session"]
                     response.set_cookie(
                         SESSION_COOKIE,
@@ -260,14 +266,15 @@ class SecurityHeadersMiddleware:
                         path="/app",
                         max_age=30 * 24 * 3600,
                     )
-                headers = list(message.get("headers", []))
                 headers += [(k.encode(), v.encode()) for k, v in response.headers.items() if k == "set-cookie"]
                 headers += [
                     (b"content-security-policy", CSP.encode()),
                     (b"x-content-type-options", b"nosniff"),
                     (b"x-frame-options", b"DENY"),
-                    (b"referrer-policy", b"same-origin"),
+                    (b"referrer-policy", b"no-referrer"),  # no page URL (a reset link's token) goes anywhere
                 ]
+                if not path.startswith("/app/static/"):
+                    headers.append((b"cache-control", b"no-store"))  # pages show someone's account: never kept
                 message["headers"] = headers
             await send(message)
 
