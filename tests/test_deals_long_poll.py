@@ -305,3 +305,25 @@ def test_if_none_match_uses_weak_comparison() -> None:
     assert not etags.matches(etags.none_match_tags(['"a"']), tag)
     assert etags.none_match_tags(["garbage"]) is None
     assert not etags.matches(None, tag)
+
+
+async def test_asking_for_funding_instructions_again_wakes_no_one(sessions: SessionFactory, settings: Settings) -> None:
+    """The deal page asks on every view and poll: only the first ask changes the deal."""
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = Listener(asyncpg_dsn(settings.require("database_url")), CHANNEL, heard.put_nowait)
+    listener.start()
+    try:
+        await asyncio.wait_for(listener.wait_listening(), 15)
+        deal_id, buyer_id, marker = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        amount = Money(amount=Decimal("150.00"), currency="USD")
+        for _ in range(3):
+            async with transaction(sessions) as session:
+                await payments.create_funding_instructions(
+                    session, deal_id=deal_id, buyer_id=buyer_id, amount=amount, reference=f"deal-{deal_id}"
+                )
+        async with transaction(sessions) as session:
+            await announce(session, marker)  # committed after the asks: everything they sent arrives before it
+        assert await asyncio.wait_for(heard.get(), 15) == str(deal_id)
+        assert await asyncio.wait_for(heard.get(), 15) == str(marker)
+    finally:
+        await listener.close()

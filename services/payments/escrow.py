@@ -139,7 +139,7 @@ async def create_funding_instructions(
     """What the buyer must pay into the deal's escrow; one payment per deal and payer (a retry returns it)."""
     expected = _positive(amount)
     now = utcnow()
-    await insert_unless_conflict(
+    inserted = await insert_unless_conflict(
         session,
         Payment,
         {
@@ -156,7 +156,9 @@ async def create_funding_instructions(
             "updated_at": now,
         },
         index_elements=("deal_id", "payer_id"),
+        returning="id",
     )
+    created = inserted.first() is not None
     payment = (
         await session.exec(
             select(Payment)
@@ -166,7 +168,8 @@ async def create_funding_instructions(
     ).one()
     if payment.amount != expected or payment.currency != amount.currency:
         raise PaymentMismatch(f"Deal {deal_id} already expects {payment.amount} {payment.currency} from this payer.")
-    await announce(session, deal_id)
+    if created:  # asking again (a page view, a retry) changes nothing: no one waiting on the deal is woken
+        await announce(session, deal_id)
     return FundingInstructions(
         payment_id=payment.id, amount=_money(payment.amount, payment.currency), reference=payment.reference
     )
