@@ -773,3 +773,25 @@ async def test_login_has_no_open_redirect(api: httpx.AsyncClient) -> None:
             assert response.status_code == 303 and response.headers["location"] == "/app"
         page = await b.get("/app/login?next=https://evil.example/")
         assert "evil.example" not in page.text
+
+
+async def test_malformed_paths_unknown_pages_and_unstorable_values_are_pages_not_json(
+    api: httpx.AsyncClient,
+) -> None:
+    user = await register_and_login(api)
+    async with browser(api, cookie_of_user(user)) as b:
+        for method, path, data, status in (
+            ("GET", "/app/deals/not-a-uuid", None, 422),
+            ("GET", "/app/no-such-page", None, 404),
+            ("POST", "/app/security/sessions/not-a-uuid/revoke", {}, 422),
+            ("POST", "/app/signup", {"email": "nul@example.com", "password": PASSWORD, "full_name": "A\x00B"}, 422),
+        ):
+            response = await b.request(method, path, data=data)
+            assert response.status_code == status, (path, response.text[:300])
+            assert is_html(response), (path, response.headers.get("content-type"))
+            assert "<h1>" in response.text
+    assert (
+        (await api.get("/v1/deals/not-a-uuid", headers=user.headers))
+        .headers["content-type"]
+        .startswith("application/problem+json")
+    )

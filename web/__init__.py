@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
+import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ExceptionHandler
 
 from services.errors import DomainError
 from web import account, deal, market
@@ -31,15 +39,26 @@ async def _login_required(request: Request, exc: Exception) -> Response:
 
 
 def _html_errors(app: FastAPI) -> None:
-    """Domain errors on /app pages render as HTML pages; the API keeps its problem+json."""
-    api_handler = app.exception_handlers[DomainError]
+    """Errors on /app pages (a domain error, a malformed path or form value, an unknown page, a value the
+    database cannot store) render as an HTML page with the problem's title and detail; the API keeps its
+    problem+json."""
+    for kind in (DomainError, RequestValidationError, StarletteHTTPException, DBAPIError):
+        app.add_exception_handler(kind, _as_page(app.exception_handlers[kind]))
 
+
+def _as_page(api_handler: Callable[[Request, Any], Response | Awaitable[Response]]) -> ExceptionHandler:
     async def handle(request: Request, exc: Exception) -> Response:
-        if not request.url.path.startswith("/app") or not isinstance(exc, DomainError):
-            return await api_handler(request, exc)  # type: ignore[misc,no-any-return]
-        return await render(request, "error.html", {"problem": exc}, status_code=exc.status)
+        answer = api_handler(request, exc)
+        problem = await answer if inspect.isawaitable(answer) else answer
+        if not request.url.path.startswith("/app"):
+            return problem
+        body = json.loads(bytes(problem.body))
+        page = await render(request, "error.html", {"problem": body}, status_code=problem.status_code)
+        if "retry-after" in problem.headers:
+            page.headers["retry-after"] = problem.headers["retry-after"]
+        return page
 
-    app.add_exception_handler(DomainError, handle)
+    return handle
 
 
 def install(app: FastAPI) -> None:
