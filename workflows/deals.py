@@ -56,6 +56,9 @@ RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=time
 MAX_BACKUP_BUYERS = 3
 
 FUNDED_BY_CURRENT_BUYER = "funded-by-current-buyer"
+HOLD_STOPS_THE_DEAL = "hold-stops-deadlines-and-settlement"
+"""Patch: a deadline passing while the deal is on hold acts only once the hold is lifted, and a confirmed
+settlement moves no money or shares while the deal is on hold."""
 """Patch: funding counts only the current buyer's payment (a replaced buyer's late signal no longer does)."""
 
 NOTICE = "stock_transfer_notice"
@@ -230,6 +233,8 @@ class DealExecutionWorkflow:
             lambda: self.settlement_confirmed, timedelta(days=self.params.deadlines.settlement_days)
         ):
             raise DealCancelledError("the transfer was not confirmed in time")
+        if self.on_hold and workflow.patched(HOLD_STOPS_THE_DEAL):
+            await self._gate()  # held after the confirmation: escrow and shares wait for the hold to be lifted
         request = SettleRequest(deal_id=self.params.deal_id, buyer_id=self.buyer_id)
         await self._activity(DealActivities.release_escrow, request)
         await self._activity(DealActivities.transfer_shares, request)
@@ -260,6 +265,10 @@ class DealExecutionWorkflow:
         try:
             await workflow.wait_condition(lambda: condition() or self.cancel_request is not None, timeout=timeout)
         except TimeoutError:
+            if self.on_hold and workflow.patched(HOLD_STOPS_THE_DEAL):
+                # A deadline passing on hold acts once the hold is lifted, and only if still unmet then.
+                await self._gate()
+                return condition()
             self._raise_if_cancelled()
             return False
         self._raise_if_cancelled()
@@ -327,6 +336,8 @@ class DealExecutionWorkflow:
             raise ApplicationError(f"the deal is {self.stage.value}, not awaiting the issuer", type="DealStageConflict")
         if self.issuer_decision is not None:
             raise ApplicationError("the issuer has already decided", type="DealStageConflict")
+        if self._cancelling():
+            raise ApplicationError("the deal is being cancelled", type="DealStageConflict")
 
     @workflow.update(name="confirm_settlement")
     async def confirm_settlement(self, confirmation: SettlementConfirmation) -> DealState:
@@ -342,6 +353,8 @@ class DealExecutionWorkflow:
             raise ApplicationError(f"the deal is {self.stage.value}, not awaiting settlement", type="DealStageConflict")
         if self._cancelling():
             raise ApplicationError("the deal is being cancelled", type="DealStageConflict")
+        if self.on_hold:
+            raise ApplicationError("the deal is on hold until compliance lifts it", type="DealStageConflict")
 
     @workflow.update(name="cancel")
     async def cancel(self, request: CancelInput) -> DealState:

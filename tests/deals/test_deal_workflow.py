@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 from temporalio import activity
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
@@ -322,6 +322,58 @@ async def test_a_compliance_hold_pauses_the_deal_until_lifted(
     await handle.signal(DealExecutionWorkflow.lift_hold, hold)
     await at_stage(handle, DealStage.AWAITING_SIGNATURES)
     await save_if_recording(time_skipping_env.client, f"deal-{params.deal_id}", "DealExecution--compliance-hold")
+
+
+async def test_a_hold_stops_settlement_and_a_deadline_passing_on_hold_waits_for_the_lift(
+    time_skipping_env: WorkflowEnvironment, worker: str, people: Parties, sessions: SessionFactory
+) -> None:
+    params = await brokered_deal(sessions, people)
+    handle = await start(time_skipping_env, worker, params)
+    await to_funding(handle, params)
+    hold = HoldInput(actor_id=uuid.uuid4(), reason="source of funds review")
+    await handle.signal(DealExecutionWorkflow.place_hold, hold)
+    await eventually(lambda: state(handle), lambda s: s.on_hold, what="the hold placed")
+    await time_skipping_env.sleep(timedelta(days=params.deadlines.funding_days + 1))
+    held = await state(handle)
+    assert held.stage is DealStage.AWAITING_FUNDING and held.defaulted_buyers == []  # no backup taken, no refund
+    await fund(sessions, handle, params, people.buyer.id)  # the buyer's money arrives during the review
+    await handle.signal(DealExecutionWorkflow.lift_hold, hold)
+    await at_stage(handle, DealStage.SETTLING)  # funded before the lift: the deadline no longer applies
+
+    await handle.signal(DealExecutionWorkflow.place_hold, hold)
+    await eventually(lambda: state(handle), lambda s: s.on_hold, what="the hold placed again")
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            "confirm_settlement", SettlementConfirmation(actor_id=params.company_id), result_type=DealState
+        )
+    assert "on hold" in str(refused.value.cause)
+    assert await escrow(sessions, params.deal_id) == params.price.amount * params.quantity  # nothing released
+    await handle.signal(DealExecutionWorkflow.lift_hold, hold)
+    await eventually(lambda: state(handle), lambda s: not s.on_hold, what="the hold lifted")
+    closed = await update_and_finish(handle, "confirm_settlement", SettlementConfirmation(actor_id=params.company_id))
+    assert closed is DealStage.CLOSED
+    await save_if_recording(
+        time_skipping_env.client, f"deal-{params.deal_id}", "DealExecution--hold-over-funding-deadline"
+    )
+
+
+async def test_an_issuer_decision_is_refused_once_the_deal_is_being_cancelled(
+    time_skipping_env: WorkflowEnvironment, worker: str, people: Parties, sessions: SessionFactory
+) -> None:
+    params = await brokered_deal(sessions, people)
+    handle = await start(time_skipping_env, worker, params)
+    await at_stage(handle, DealStage.AWAITING_ISSUER)
+    await handle.start_update(
+        DealExecutionWorkflow.cancel,
+        CancelInput(actor_id=uuid.uuid4(), reason="stop"),
+        wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+    )
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(
+            DealExecutionWorkflow.decide,
+            IssuerDecisionInput(decision=IssuerDecision.APPROVE, actor_id=params.company_id),
+        )
+    assert await handle.result() is DealStage.CANCELLED
 
 
 async def backup_closes_the_deal(
