@@ -11,6 +11,7 @@ from temporalio.client import Client
 
 from pap.db import SessionFactory
 from pap.settings import Settings
+from services import holdings
 from services.identity.permissions import Role
 from tests.deal_support import Parties, TokenFor, deal_request, parties
 from tests.factories import register_and_login
@@ -209,3 +210,16 @@ async def test_bad_deal_requests_are_problems_with_no_side_effects(api: httpx.As
     assert same.status_code == 422
     positions = (await api.get("/v1/holdings", headers=people.seller.headers)).json()["items"]
     assert sum(h["reserved_quantity"] for h in positions) == 0
+
+
+async def test_a_brokered_deal_worth_more_than_the_ledger_holds_is_refused_and_reserves_nothing(
+    api: httpx.AsyncClient, sessions: SessionFactory, token_for: TokenFor
+) -> None:
+    p = await parties(api, sessions, token_for)
+    refused = await api.post(
+        "/v1/deals", json=deal_request(p, quantity=1_000, price="10000000001.00"), headers=p.manager
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"] == "quantity"
+    async with sessions() as session:
+        assert await holdings.available_shares(session, p.seller.id, p.security_id) == 1_000

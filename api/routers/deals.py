@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import date
 from typing import Annotated, Any
 
 import structlog
@@ -20,7 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api import etags, prefer
 from api.auth import CurrentUser, MfaRequired, require
 from api.deps import DealChangesDep, SessionDep, SessionsDep, SettingsDep, TemporalDep
-from models.base import Money
+from models.base import Money, utcnow
 from models.deals import (
     CancelInput,
     CancelRequest,
@@ -75,7 +74,7 @@ async def create_brokered_deal(
                 raise InvalidDeal(f"No user {user_id}.", errors=[{"field": role, "detail": "unknown user"}]) from None
         await admin.ensure_not_frozen(session, body.seller_id, body.buyer_id)
         security = await companies.get_security(session, body.security_id)
-        await companies.check_transfer_allowed(session, body.security_id, body.quantity, date.today())
+        await companies.check_transfer_allowed(session, body.security_id, body.quantity, utcnow().date())
         eligibility = await profiles.buyer_eligibility(session, body.buyer_id)
         if not eligibility.eligible:
             raise BuyerNotEligible("; ".join(eligibility.reasons) or "The buyer is not eligible.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -15,6 +16,11 @@ from services.deals.changes import announce
 from services.deals.errors import InvalidDeal
 
 SOURCE = "/pap/deals"
+
+
+MAX_DEAL_VALUE = Decimal(10**13)
+"""Quantity x price, as for orders: every amount a deal moves (escrow, fees, refunds) fits the ledger's
+16 integer digits; a larger one could never be funded or documented, and its steps would retry for ever."""
 
 
 async def create_deal(
@@ -39,6 +45,13 @@ async def create_deal(
         raise InvalidDeal("The buyer and the seller must be different people.")
     if quantity <= 0 or price.amount <= 0:
         raise InvalidDeal("Quantity and price must be positive.")
+    if quantity * price.amount > MAX_DEAL_VALUE:
+        raise InvalidDeal(
+            f"quantity x price is at most {MAX_DEAL_VALUE:,} {price.currency}.",
+            errors=[
+                {"pointer": "/quantity", "field": "quantity", "detail": f"quantity x price above {MAX_DEAL_VALUE}"}
+            ],
+        )
     deal = Deal(
         id=deal_id or uuid.uuid4(),
         security_id=security_id,
