@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -147,3 +148,25 @@ async def test_admin_is_not_an_investor_for_holdings(
         headers=token_for(uuid.uuid4(), Role.ADMIN, mfa=True),
     )
     assert response.status_code == 403
+
+
+async def test_no_holding_and_no_verified_total_exceeds_the_companys_shares(
+    api: httpx.AsyncClient, token_for: Headers, listed: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    investor = token_for(uuid.uuid4(), Role.INVESTOR)
+    too_many = await api.post(
+        "/v1/holdings", json={"security_id": str(listed[1]), "quantity": 10_000_001}, headers=investor
+    )
+    assert too_many.status_code == 422
+    assert too_many.json()["type"].endswith("/more-than-fully-diluted")
+    assert (await api.get("/v1/holdings", headers=investor)).json()["items"] == []
+
+    compliance = token_for(uuid.uuid4(), Role.COMPLIANCE, mfa=True)
+    first = await declare(api, investor, listed[1], quantity=6_000_000)
+    second = await declare(api, token_for(uuid.uuid4(), Role.INVESTOR), listed[1], quantity=6_000_000)
+    decided = await asyncio.gather(
+        *(api.post(f"/v1/holdings/{h['id']}/verify", headers=compliance) for h in (first, second))
+    )
+    assert sorted(r.status_code for r in decided) == [200, 409]  # 12 million of 10 million: one is refused
+    refused = next(r for r in decided if r.status_code == 409)
+    assert refused.json()["type"].endswith("/verified-beyond-fully-diluted")

@@ -14,6 +14,7 @@ from services.companies.queries import (
     get_security,
     get_security_and_company,
     list_companies,
+    load_company,
     tradable_securities,
     transfer_policy_for_security,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "get_security",
     "get_security_and_company",
     "list_companies",
+    "load_company",
     "tradable_securities",
     "trading_policy",
     "transfer_policy_for_security",

@@ -2,12 +2,14 @@
 
 InvalidInput (422)
 ├── InsufficientShares        insufficient-shares
+├── MoreThanFullyDiluted      more-than-fully-diluted
 └── UnknownSecurity           unknown-security
 NotFound (404)
 ├── HoldingNotFound           holding-not-found
 └── ReservationNotFound       reservation-not-found
 Conflict (409)
 ├── HoldingAlreadyDecided     holding-already-decided
+├── VerifiedBeyondFullyDiluted verified-beyond-fully-diluted
 └── ReservationConflict       reservation-conflict
 Forbidden (403)
 └── NotHoldingVerifier        not-holding-verifier
@@ -21,6 +23,16 @@ from services.errors import Conflict, Forbidden, InvalidInput, NotFound
 class InsufficientShares(InvalidInput):
     type = "insufficient-shares"
     title = "Not enough verified unreserved shares"
+
+
+class MoreThanFullyDiluted(InvalidInput):
+    type = "more-than-fully-diluted"
+    title = "More shares than the company has"
+
+
+class VerifiedBeyondFullyDiluted(Conflict):
+    type = "verified-beyond-fully-diluted"
+    title = "Verifying this holding would exceed the company's fully diluted shares"
 
 
 class UnknownSecurity(InvalidInput):

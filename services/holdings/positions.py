@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -24,8 +24,15 @@ from models.holdings import (
     MovementRead,
     Provenance,
 )
-from services.companies import SecurityNotFound, get_security
-from services.holdings.errors import HoldingAlreadyDecided, HoldingNotFound, NotHoldingVerifier, UnknownSecurity
+from services.companies import SecurityNotFound, get_security_and_company, load_company
+from services.holdings.errors import (
+    HoldingAlreadyDecided,
+    HoldingNotFound,
+    MoreThanFullyDiluted,
+    NotHoldingVerifier,
+    UnknownSecurity,
+    VerifiedBeyondFullyDiluted,
+)
 from services.holdings.ledger import SOURCE, apply_movement, holding_read
 from services.identity.permissions import Role
 from services.identity.tokens import Principal
@@ -75,12 +82,17 @@ async def _emit(session: AsyncSession, type_: str, holding: Holding, data: dict[
 async def submit_holding(session: AsyncSession, owner_id: uuid.UUID, body: HoldingCreate) -> HoldingRead:
     """An investor declares a lot; it counts for trading only once compliance or the issuer verifies it."""
     try:
-        security = await get_security(session, body.security_id)
+        security, company = await get_security_and_company(session, body.security_id)
     except SecurityNotFound as error:
         raise UnknownSecurity(
             f"Security {body.security_id} does not exist.",
             errors=[{"pointer": "/body/security_id", "field": "security_id", "detail": "unknown security"}],
         ) from error
+    if body.quantity > company.fully_diluted_shares:
+        raise MoreThanFullyDiluted(
+            f"{company.name} has {company.fully_diluted_shares:,} shares fully diluted.",
+            errors=[{"pointer": "/body/quantity", "field": "quantity", "detail": "more than the company's shares"}],
+        )
     holding = Holding(
         owner_id=owner_id,
         security_id=security.id,
@@ -113,6 +125,8 @@ async def _decide(
         return holding_read(holding)
     if holding.status != HoldingStatus.PENDING_VERIFICATION.value:
         raise HoldingAlreadyDecided(f"Holding {holding_id} is already {holding.status}.")
+    if status == HoldingStatus.VERIFIED:
+        await _check_within_fully_diluted(session, holding)
     holding.status = status.value
     holding.decided_by = principal.user_id
     holding.decided_at = utcnow()
@@ -123,6 +137,22 @@ async def _decide(
     event = HOLDING_VERIFIED if status == HoldingStatus.VERIFIED else HOLDING_REJECTED
     await _emit(session, event, holding, {"decided_by": str(principal.user_id), "reason": reason})
     return holding_read(holding)
+
+
+async def _check_within_fully_diluted(session: AsyncSession, holding: Holding) -> None:
+    """Verified shares never add up to more than the company has (its row is locked, so two verifications
+    of one company are decided one after the other)."""
+    company = await load_company(session, holding.company_id, for_update=True)
+    verified = await session.scalar(
+        select(func.coalesce(func.sum(col(Holding.quantity)), 0)).where(
+            col(Holding.company_id) == holding.company_id, col(Holding.status) == HoldingStatus.VERIFIED.value
+        )
+    )
+    if int(verified or 0) + holding.quantity > company.fully_diluted_shares:
+        raise VerifiedBeyondFullyDiluted(
+            f"{company.name} has {company.fully_diluted_shares:,} shares fully diluted and {int(verified or 0):,} "
+            "are verified already: this holding does not fit."
+        )
 
 
 async def verify_holding(
