@@ -113,6 +113,8 @@ class DealActivities:
             buyer = SignerSpec(user_id=user.id, role="buyer", name=user.full_name, email=user.email, order=2)
         total = _total(deal)
         fee = Money(amount=payments.fee(total.amount, policy.transfer_fee_bps), currency=deal.currency)
+        platform_fee = Money(amount=payments.fee(total.amount, PLATFORM_FEE_BPS), currency=deal.currency)
+        proceeds = Money(amount=total.amount - fee.amount - platform_fee.amount, currency=deal.currency)
         terms = DealTerms(
             deal_id=deal.id,
             company_id=deal.company_id,
@@ -125,6 +127,8 @@ class DealActivities:
             price_per_share=Money(amount=deal.price_amount, currency=deal.currency),
             total=total,
             transfer_fee=fee,
+            platform_fee=platform_fee,
+            seller_proceeds=proceeds,
             rofr_days=policy.rofr_days,
             issuer_approval_required=policy.issuer_approval_required,
             date=deal.created_at.date() if deal.created_at else date.today(),

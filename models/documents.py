@@ -160,6 +160,10 @@ class DealTerms(BaseModel):
     price_per_share: Money
     total: Money
     transfer_fee: Money
+    platform_fee: Money | None = None
+    """The platform's fee, also paid out of the escrow (None on documents made before it was stated)."""
+    seller_proceeds: Money | None = None
+    """What the escrow releases to the seller: the total less both fees."""
     rofr_days: int = Field(default=30, ge=0)
     issuer_approval_required: bool = True
     date: dt.date

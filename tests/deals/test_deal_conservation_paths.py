@@ -25,10 +25,12 @@ from activities.deals import DealActivities
 from events.envelope import CloudEvent
 from models.base import Money
 from models.deals import CancelInput, DealRef, DealStage, DealState, IssuerDecision, SettlementConfirmation
+from models.documents import DocumentKind
 from models.marketplace import OrderStatus, Side
 from pap.db import SessionFactory, transaction
 from services import deals, holdings, marketplace, payments
 from services.documents.rendering import money as rendered_money
+from services.documents.rendering import render_text
 from services.holdings import reservations
 from tests.deal_support import Parties, TokenFor, brokered_deal, parties
 from tests.deals.workflow_support import (
@@ -363,6 +365,12 @@ async def test_the_signed_transfer_fee_is_the_fee_the_ledger_books(
         f"documents state {rendered_money(terms.transfer_fee)} ({terms.transfer_fee.amount}), "
         f"ledger books {rendered_money(settled.company_fee)}"
     )
+    # The platform's fee comes out of the escrow too: the agreement states it and what the seller receives.
+    assert terms.platform_fee == settled.platform_fee
+    assert terms.seller_proceeds == settled.seller_net
+    agreement = render_text(DocumentKind.STOCK_TRANSFER_AGREEMENT, terms)
+    assert f"the platform fee of {rendered_money(settled.platform_fee)}" in agreement
+    assert f"the Seller receives {rendered_money(settled.seller_net)}" in agreement
 
 
 # -- guards: paths checked and found sound -----------------------------------------------------------------------
