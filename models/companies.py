@@ -190,6 +190,8 @@ class FundingRoundCreate(BaseModel):
         for name in ("price_per_share", "amount_raised", "post_money_valuation"):
             if getattr(self, name).amount <= 0:
                 raise ValueError(f"{name} must be positive")
+        if len({self.price_per_share.currency, self.amount_raised.currency, self.post_money_valuation.currency}) > 1:
+            raise ValueError("a round's price, amount raised and valuation are in one currency")
         return self
 
 

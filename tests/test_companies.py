@@ -79,6 +79,19 @@ async def test_admin_registers_company_with_security_and_funding_round(
         headers=admin,
     )
     assert funding.status_code == 201, funding.text
+    assert funding.json()["price_per_share"] == {"amount": "12.5000", "currency": "USD"}  # as every read shows it
+    mixed = await api.post(
+        f"/v1/companies/{company['id']}/funding-rounds",
+        json={
+            "round_name": "Series C",
+            "round_date": "2026-03-01",
+            "price_per_share": {"amount": "20", "currency": "USD"},
+            "amount_raised": {"amount": "50000000", "currency": "USD"},
+            "post_money_valuation": {"amount": "900000000", "currency": "EUR"},
+        },
+        headers=admin,
+    )
+    assert mixed.status_code == 422, mixed.text
 
     detail = (await api.get(f"/v1/companies/{company['id']}", headers=investor)).json()
     assert [s["class_name"] for s in detail["securities"]] == ["Series B Preferred"]

@@ -76,9 +76,9 @@ def funding_round_read(row: FundingRound) -> FundingRoundRead:
         company_id=row.company_id,
         round_name=row.round_name,
         round_date=row.round_date,
-        price_per_share=Money(amount=row.price_per_share_amount, currency=row.price_per_share_currency),
-        amount_raised=Money(amount=row.amount_raised_amount, currency=row.amount_raised_currency),
-        post_money_valuation=Money(amount=row.post_money_valuation_amount, currency=row.post_money_valuation_currency),
+        price_per_share=_required_money(row.price_per_share_amount, row.price_per_share_currency),
+        amount_raised=_required_money(row.amount_raised_amount, row.amount_raised_currency),
+        post_money_valuation=_required_money(row.post_money_valuation_amount, row.post_money_valuation_currency),
         created_at=row.created_at,
     )
 
