@@ -180,10 +180,11 @@ async def test_an_order_worth_more_than_the_ledger_holds_is_refused(
     api: httpx.AsyncClient, token_for: Headers, sessions: SessionFactory
 ) -> None:
     _, security_id = await new_security(sessions)
-    seller_id, seller = await seller_with_shares(api, token_for, security_id, 10**12)
+    seller_id, seller = await seller_with_shares(api, token_for, security_id, 10**7)  # every share of the company
     before = await marketplace_events_of(sessions, seller_id)
 
-    response = await api.post("/v1/orders", json=order_body(security_id, "sell", 10**12, "100.00"), headers=seller)
+    body = order_body(security_id, "sell", 10**7, "1000001.00")  # just over 10^13
+    response = await api.post("/v1/orders", json=body, headers=seller)
 
     assert response.status_code == 422 and response.json()["type"].endswith("/order-value-too-large")
     assert await orders_of(sessions, seller_id) == 0
