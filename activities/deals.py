@@ -205,8 +205,10 @@ class DealActivities:
         return BackupBuyer(buyer_id=candidate.user_id, order_id=candidate.order_id)
 
     async def _void_buyer_documents(self, session: AsyncSession, deal_id: uuid.UUID) -> None:
+        """Every document naming the buyer who defaulted, the transfer notice included: the backup buyer
+        gets a notice of their own, which the issuer decides on."""
         for document in await documents.list_deal_documents(session, deal_id):
-            if document.kind != DocumentKind.STOCK_TRANSFER_NOTICE and document.status != DocumentStatus.VOIDED:
+            if document.status != DocumentStatus.VOIDED:
                 await documents.void_signature_requests(session, document.id, "replaced for a backup buyer")
 
     @activity.defn(name="deals.release_escrow")

@@ -56,6 +56,9 @@ RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=time
 MAX_BACKUP_BUYERS = 3
 
 FUNDED_BY_CURRENT_BUYER = "funded-by-current-buyer"
+BACKUP_BUYER_GOES_TO_THE_ISSUER = "backup-buyer-goes-to-the-issuer"
+"""Patch: a backup buyer gets a transfer notice of their own and the issuer's decision (and ROFR window) on
+them, instead of inheriting the decision made on the buyer who defaulted."""
 HOLD_STOPS_THE_DEAL = "hold-stops-deadlines-and-settlement"
 """Patch: a deadline passing while the deal is on hold acts only once the hold is lifted, and a confirmed
 settlement moves no money or shares while the deal is on hold."""
@@ -218,6 +221,9 @@ class DealExecutionWorkflow:
             self.buyer_id = backup.buyer_id
             self.payment_id = None
             await self._record("platform", f"trade offered to backup buyer {backup.buyer_id} (order {backup.order_id})")
+            if workflow.patched(BACKUP_BUYER_GOES_TO_THE_ISSUER):
+                self.issuer_decision = None  # the company decides on this buyer afresh
+                await self._issuer_approval()
             await self._documents_and_signatures()
 
     async def _settlement(self) -> None:

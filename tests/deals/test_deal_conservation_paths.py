@@ -48,7 +48,6 @@ from tests.deals.workflow_support import (
 )
 from tests.factories import make_verified_buyer
 from tests.marketplace_support import order_body, place
-from tests.support import eventually
 from workers.deal_signals import DealSignalForwarder
 from workers.registry import activity_methods
 from workflows.deals import DealExecutionWorkflow
@@ -104,12 +103,8 @@ async def test_a_defaulted_buyers_late_funding_signal_does_not_fund_the_backup_b
         event = CloudEvent(id=row[0], source=row[1], type=row[2], subject=row[3], data=row[4])
         await DealSignalForwarder(time_skipping_env.client)(session, event)
 
-    await sign_all(handle, params.deal_id)
-    waiting = await eventually(
-        lambda: state(handle),
-        lambda s: s.stage is not DealStage.AWAITING_SIGNATURES and not s.pending_documents,
-        what="backup buyer's documents signed",
-    )
+    await to_funding(handle, params)  # B's transfer notice, the issuer's decision, B's documents
+    waiting = await state(handle)
     assert waiting.stage is DealStage.AWAITING_FUNDING and not waiting.funded, waiting  # B has not paid
     assert await escrow(sessions, params.deal_id) == 0
 

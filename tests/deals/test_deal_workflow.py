@@ -383,9 +383,9 @@ async def backup_closes_the_deal(
     people: Parties,
     backup_id: uuid.UUID,
 ) -> None:
-    """The backup buyer signs and funds, the issuer confirms: the shares go to the backup, none to the defaulter."""
-    await sign_all(handle, params.deal_id)
-    await at_stage(handle, DealStage.AWAITING_FUNDING)
+    """The backup buyer signs a transfer notice of their own, the issuer decides on them, they sign and fund,
+    the issuer confirms: the shares go to the backup, none to the defaulter."""
+    await to_funding(handle, params)
     await fund(sessions, handle, params, backup_id)
     await at_stage(handle, DealStage.SETTLING)
     closed = await update_and_finish(handle, "confirm_settlement", SettlementConfirmation(actor_id=params.company_id))
@@ -410,6 +410,15 @@ async def test_a_defaulting_buyer_is_replaced_by_the_best_resting_bid(
     await to_funding(handle, params)
     replaced = await backup_buyer_offered(time_skipping_env, handle, backup.id)  # the first buyer never pays
     assert replaced.defaulted_buyers == [people.buyer.id]
+    # The issuer decides on the backup buyer: a notice of their own, no decision carried over.
+    assert replaced.stage is DealStage.AWAITING_ISSUER and replaced.issuer_decision is None
+    async with sessions() as session:
+        notices = [
+            d for d in await documents.list_deal_documents(session, params.deal_id) if d.kind == "stock_transfer_notice"
+        ]
+    assert sorted(n.status for n in notices) == ["awaiting_signatures", "voided"]
+    live = next(n for n in notices if n.status != "voided")
+    assert {s.user_id for s in live.signers} == {people.seller.id, backup.id}
     await backup_closes_the_deal(handle, params, sessions, people, backup.id)
     async with sessions() as session:
         deal = await deals.get_deal(session, params.deal_id)
@@ -417,7 +426,9 @@ async def test_a_defaulting_buyer_is_replaced_by_the_best_resting_bid(
     assert deal.buyer_id == backup.id and str(people.buyer.id) in deal.defaulted_buyer_ids
     order = (await api.get(f"/v1/orders/{bid['id']}", headers=backup.headers)).json()
     assert order["status"] == "filled"
-    await save_if_recording(time_skipping_env.client, f"deal-{params.deal_id}", "DealExecution--backup-buyer")
+    await save_if_recording(
+        time_skipping_env.client, f"deal-{params.deal_id}", "DealExecution--backup-buyer-issuer-decides"
+    )
 
 
 async def test_a_backup_bidder_no_longer_eligible_is_passed_over_for_the_next_bid(
