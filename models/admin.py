@@ -94,6 +94,9 @@ class FreezeRead(BaseModel):
     sessions_revoked: int = 0
     orders_cancelled: int = 0
     """Resting orders of the account cancelled by this freeze (their reserved shares are released)."""
+    deals_held: int = 0
+    """Open deals of the account put on hold by this freeze: no money or shares move until compliance lifts
+    each hold (unfreezing the account lifts none)."""
 
 
 class QueueItem(BaseModel):

@@ -98,6 +98,31 @@ async def test_frozen_buyer_cannot_start_a_deal(api: httpx.AsyncClient, people: 
     assert deal.status_code == 403 and deal.json()["type"].endswith("account-frozen")
 
 
+async def test_freezing_a_party_puts_their_open_deals_on_hold(
+    api: httpx.AsyncClient, people: Parties, temporal_client: Client
+) -> None:
+    created = await api.post("/v1/deals", json=deal_request(people, quantity=10), headers=people.manager)
+    assert created.status_code == 201, created.text
+    deal_id = created.json()["id"]
+
+    async def stage() -> str:
+        return str((await api.get(f"/v1/deals/{deal_id}", headers=people.manager)).json()["stage"])
+
+    await eventually(stage, lambda s: s == "awaiting_issuer", timeout=60, what="the deal under way")
+    frozen = await api.post(
+        f"/v1/compliance/users/{people.seller.id}/freeze", json={"reason": "sanctions hit"}, headers=people.compliance
+    )
+    assert frozen.status_code == 200, frozen.text
+    assert frozen.json()["deals_held"] == 1
+    assert (await api.get(f"/v1/deals/{deal_id}", headers=people.manager)).json()["on_hold"] is True
+
+    async def workflow_on_hold() -> bool:
+        state = await temporal_client.get_workflow_handle(f"deal-{deal_id}").query("state")
+        return bool(state["on_hold"])
+
+    await eventually(workflow_on_hold, what="the workflow told to hold")
+
+
 async def test_review_queue_shows_pending_lots_with_age_and_overdue(
     api: httpx.AsyncClient, people: Parties, sessions: SessionFactory, token_for: TokenFor
 ) -> None:

@@ -39,10 +39,12 @@ async def freeze_user(
     temporal: TemporalDep,
     settings: SettingsDep,
 ) -> FreezeRead:
-    """No new orders or deals for this account, every session of it ends, and its resting orders are cancelled.
+    """No new orders or deals for this account, every session of it ends, its resting orders are cancelled
+    and its open deals are put on hold.
 
     The freeze commits first (nothing new can be placed), then each live order is cancelled through its
-    workflow, which releases its reserved shares. Repeating the call finishes what an interrupted one left.
+    workflow, which releases its reserved shares, and each open deal's workflow is told to hold. Repeating
+    the call finishes what an interrupted one left.
     """
     async with transaction(sessions) as session:
         frozen = await admin.freeze_account(
@@ -57,7 +59,26 @@ async def freeze_user(
         except DomainError:  # filled or cancelled in the meantime: nothing left to cancel
             continue
         cancelled += 1
-    return frozen.model_copy(update={"orders_cancelled": cancelled})
+    held = await _hold_open_deals(user_id, body.reason, principal, sessions, temporal)
+    return frozen.model_copy(update={"orders_cancelled": cancelled, "deals_held": held})
+
+
+async def _hold_open_deals(
+    user_id: uuid.UUID, reason: str, principal: Principal, sessions: SessionsDep, temporal: TemporalDep
+) -> int:
+    async with sessions() as session:
+        open_deals = await deals.open_deals_of(session, user_id)
+    hold = HoldInput(actor_id=principal.user_id, reason=f"account frozen: {reason}")
+    held = 0
+    for deal in open_deals:
+        try:
+            await ops.signal_hold(temporal, deal.id, hold, place=True)
+        except DomainError:  # finished in the meantime
+            continue
+        async with transaction(sessions) as session:
+            await ops.record_hold(session, deal.id, actor_id=principal.user_id, reason=hold.reason, place=True)
+        held += 1
+    return held
 
 
 @router.post("/users/{user_id}/unfreeze")

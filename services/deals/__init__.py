@@ -8,6 +8,7 @@ from services.deals.queries import (
     get_deal,
     list_deals,
     open_deals,
+    open_deals_of,
     set_on_hold,
     timeline,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "get_deal",
     "list_deals",
     "open_deals",
+    "open_deals_of",
     "record_stage",
     "set_on_hold",
     "timeline",

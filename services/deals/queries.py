@@ -108,6 +108,15 @@ async def open_deals(session: AsyncSession, *, limit: int = 1_000) -> list[Deal]
     return list((await session.exec(query)).all())
 
 
+async def open_deals_of(session: AsyncSession, user_id: uuid.UUID) -> list[Deal]:
+    """The deals not yet closed or cancelled in which `user_id` is the buyer or the seller."""
+    query = select(Deal).where(
+        col(Deal.stage).not_in(["closed", "cancelled"]),
+        or_(col(Deal.buyer_id) == user_id, col(Deal.seller_id) == user_id),
+    )
+    return list((await session.exec(query)).all())
+
+
 async def set_on_hold(session: AsyncSession, deal_id: uuid.UUID, on_hold: bool) -> Deal:
     """Mirror a compliance hold in the projection at once (the workflow records it again at its next step)."""
     deal = await session.get(Deal, deal_id, with_for_update=True)
