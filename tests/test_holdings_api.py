@@ -170,3 +170,9 @@ async def test_no_holding_and_no_verified_total_exceeds_the_companys_shares(
     assert sorted(r.status_code for r in decided) == [200, 409]  # 12 million of 10 million: one is refused
     refused = next(r for r in decided if r.status_code == 409)
     assert refused.json()["type"].endswith("/verified-beyond-fully-diluted")
+
+    admin = token_for(uuid.uuid4(), Role.ADMIN, mfa=True)
+    shrunk = await api.patch(f"/v1/companies/{listed[0]}", json={"fully_diluted_shares": 5_999_999}, headers=admin)
+    assert shrunk.status_code == 409 and shrunk.json()["type"].endswith("/fewer-shares-than-verified")
+    fits = await api.patch(f"/v1/companies/{listed[0]}", json={"fully_diluted_shares": 6_000_000}, headers=admin)
+    assert fits.status_code == 200, fits.text

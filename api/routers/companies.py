@@ -21,7 +21,8 @@ from models.companies import (
     SecurityUpdate,
 )
 from pap.db import transaction
-from services import companies
+from services import companies, holdings
+from services.errors import Conflict
 from services.identity.permissions import Permission
 from services.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -35,9 +36,20 @@ async def create_company(body: CompanyCreate, sessions: SessionsDep) -> CompanyD
         return await companies.create_company(session, body)
 
 
+class FewerSharesThanVerified(Conflict):
+    type = "fewer-shares-than-verified"
+    title = "Fewer fully diluted shares than investors hold verified"
+
+
 @router.patch("/v1/companies/{company_id}", dependencies=[Admin])
 async def update_company(company_id: uuid.UUID, body: CompanyUpdate, sessions: SessionsDep) -> CompanyDetail:
+    """A lower share count must still cover every verified holding (409 otherwise)."""
     async with transaction(sessions) as session:
+        if body.fully_diluted_shares is not None:
+            await companies.load_company(session, company_id, for_update=True)  # no verification meanwhile
+            verified = await holdings.verified_shares_of_company(session, company_id)
+            if body.fully_diluted_shares < verified:
+                raise FewerSharesThanVerified(f"{verified:,} shares of this company are verified holdings.")
         return await companies.update_company(session, company_id, body)
 
 

@@ -18,6 +18,7 @@ from services.holdings.positions import (
     list_movements,
     reject_holding,
     submit_holding,
+    verified_shares_of_company,
     verify_holding,
 )
 from services.holdings.queue import pending_verifications
@@ -48,5 +49,6 @@ __all__ = [
     "reserve_shares",
     "shares_conservation_report",
     "submit_holding",
+    "verified_shares_of_company",
     "verify_holding",
 ]

@@ -139,18 +139,24 @@ async def _decide(
     return holding_read(holding)
 
 
+async def verified_shares_of_company(session: AsyncSession, company_id: uuid.UUID) -> int:
+    """Every verified share of the company's securities, whoever holds them."""
+    verified = await session.scalar(
+        select(func.coalesce(func.sum(col(Holding.quantity)), 0)).where(
+            col(Holding.company_id) == company_id, col(Holding.status) == HoldingStatus.VERIFIED.value
+        )
+    )
+    return int(verified or 0)
+
+
 async def _check_within_fully_diluted(session: AsyncSession, holding: Holding) -> None:
     """Verified shares never add up to more than the company has (its row is locked, so two verifications
     of one company are decided one after the other)."""
     company = await load_company(session, holding.company_id, for_update=True)
-    verified = await session.scalar(
-        select(func.coalesce(func.sum(col(Holding.quantity)), 0)).where(
-            col(Holding.company_id) == holding.company_id, col(Holding.status) == HoldingStatus.VERIFIED.value
-        )
-    )
-    if int(verified or 0) + holding.quantity > company.fully_diluted_shares:
+    verified = await verified_shares_of_company(session, holding.company_id)
+    if verified + holding.quantity > company.fully_diluted_shares:
         raise VerifiedBeyondFullyDiluted(
-            f"{company.name} has {company.fully_diluted_shares:,} shares fully diluted and {int(verified or 0):,} "
+            f"{company.name} has {company.fully_diluted_shares:,} shares fully diluted and {verified:,} "
             "are verified already: this holding does not fit."
         )
 
