@@ -56,13 +56,13 @@ RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=time
 MAX_BACKUP_BUYERS = 3
 
 FUNDED_BY_CURRENT_BUYER = "funded-by-current-buyer"
+"""Patch: funding counts only the current buyer's payment (a replaced buyer's late signal no longer does)."""
 BACKUP_BUYER_GOES_TO_THE_ISSUER = "backup-buyer-goes-to-the-issuer"
 """Patch: a backup buyer gets a transfer notice of their own and the issuer's decision (and ROFR window) on
 them, instead of inheriting the decision made on the buyer who defaulted."""
 HOLD_STOPS_THE_DEAL = "hold-stops-deadlines-and-settlement"
 """Patch: a deadline passing while the deal is on hold acts only once the hold is lifted, and a confirmed
 settlement moves no money or shares while the deal is on hold."""
-"""Patch: funding counts only the current buyer's payment (a replaced buyer's late signal no longer does)."""
 
 NOTICE = "stock_transfer_notice"
 BUYER_DOCUMENTS = ["stock_transfer_agreement", "issuer_consent", "joinder"]
