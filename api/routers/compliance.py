@@ -68,15 +68,13 @@ async def _hold_open_deals(
 ) -> int:
     async with sessions() as session:
         open_deals = await deals.open_deals_of(session, user_id)
-    hold = HoldInput(actor_id=principal.user_id, reason=f"account frozen: {reason}")
     held = 0
     for deal in open_deals:
         try:
-            await ops.signal_hold(temporal, deal.id, hold, place=True)
+            async with transaction(sessions) as session:
+                await _hold(deal.id, f"account frozen: {reason}", principal, session, temporal, place=True)
         except DomainError:  # finished in the meantime
             continue
-        async with transaction(sessions) as session:
-            await ops.record_hold(session, deal.id, actor_id=principal.user_id, reason=hold.reason, place=True)
         held += 1
     return held
 
