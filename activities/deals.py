@@ -2,6 +2,10 @@
 
 A retried or replayed activity finds its earlier effect (by deal id, reference or
 event key) and does nothing twice: no second payment, no second transfer.
+
+A domain refusal on the way to settlement (`@refusals_not_retried`) fails its step for good and the
+workflow cancels the deal with its compensations; settling and compensating steps keep retrying
+instead, so the escrow and shares are never left half moved and ops can repair the cause.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from datetime import date
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
+from activities.failures import refusals_not_retried
 from events import topics
 from events.outbox import record_event_once
 from models.base import Money
@@ -66,6 +71,7 @@ class DealActivities:
             return recorded
 
     @activity.defn(name="deals.confirm_participants")
+    @refusals_not_retried
     async def confirm_participants(self, check: ParticipantsCheck) -> CheckResult:
         reasons: list[str] = []
         async with transaction(self.sessions) as session:
@@ -82,6 +88,7 @@ class DealActivities:
         return CheckResult(ok=not reasons, reasons=reasons)
 
     @activity.defn(name="deals.generate_documents")
+    @refusals_not_retried
     async def generate_documents(self, request: DocumentsRequest) -> GeneratedDocuments:
         """Render and send the requested documents; returns those that wait for signatures."""
         async with transaction(self.sessions) as session:
@@ -155,6 +162,7 @@ class DealActivities:
         return voided
 
     @activity.defn(name="deals.create_funding")
+    @refusals_not_retried
     async def create_funding(self, request: FundingRequest) -> str:
         async with transaction(self.sessions) as session:
             deal = await deals.get_deal(session, request.deal_id)
@@ -168,6 +176,7 @@ class DealActivities:
             return str(instructions.payment_id)
 
     @activity.defn(name="deals.find_backup_buyer")
+    @refusals_not_retried
     async def find_backup_buyer(self, ref: DealRef) -> BackupBuyer | None:
         """The next best resting bid at the deal's price or better, taken for this deal (idempotent per deal)."""
         excluded = {uuid.UUID(u) for u in ref.reason.split(",") if u}
@@ -266,6 +275,7 @@ class DealActivities:
         await refresh_order_workflows(activity.client(), changed)
 
     @activity.defn(name="deals.notify_buyer_replaced")
+    @refusals_not_retried
     async def notify_buyer_replaced(self, ref: DealRef) -> None:
         """The company took the buyer (`ref.reason`) 's place: the buyer's bid gets its fill back; they are told."""
         async with transaction(self.sessions) as session:

@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from activities.failures import business_failure
 from models.marketplace import AmendOrderInput, CancelOrderInput, OrderRead, OrderRef
 from pap.db import SessionFactory, transaction
 from pap.settings import Settings
@@ -15,16 +15,6 @@ from services import marketplace
 from services.errors import DomainError
 from services.marketplace.after_commit import after_commit
 from services.marketplace.orders import OrderOutcome
-
-
-def business_failure(error: DomainError) -> ApplicationError:
-    """A domain refusal as a non-retryable failure that keeps its problem type, status and detail."""
-    return ApplicationError(
-        error.detail,
-        {"status": error.status, "type": error.type, "title": error.title, "errors": error.errors},
-        type=error.type,
-        non_retryable=True,
-    )
 
 
 class MarketplaceActivities:

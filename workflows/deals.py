@@ -21,7 +21,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deals import DealActivities
@@ -63,6 +63,9 @@ them, instead of inheriting the decision made on the buyer who defaulted."""
 HOLD_STOPS_THE_DEAL = "hold-stops-deadlines-and-settlement"
 """Patch: a deadline passing while the deal is on hold acts only once the hold is lifted, and a confirmed
 settlement moves no money or shares while the deal is on hold."""
+REFUSED_STEP_CANCELS = "refused-step-cancels-the-deal"
+"""Patch: a step the domain refuses (a non-retryable activity failure) cancels the deal with its compensations,
+where it used to fail the workflow (and, before the refusal was non-retryable, retry for ever)."""
 
 NOTICE = "stock_transfer_notice"
 BUYER_DOCUMENTS = ["stock_transfer_agreement", "issuer_consent", "joinder"]
@@ -469,6 +472,18 @@ class DealExecutionWorkflow:
         return ",".join(str(b) for b in [*self.defaulted, self.params.seller_id])
 
     async def _activity(self, method: Any, argument: Any) -> Any:
-        return await workflow.execute_activity_method(
-            method, argument, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY
-        )
+        try:
+            return await workflow.execute_activity_method(
+                method, argument, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY
+            )
+        except ActivityError as error:
+            refusal = error.cause
+            if (
+                isinstance(refusal, ApplicationError)
+                and refusal.non_retryable
+                and self.cancel_reason is None
+                and not self.settlement_confirmed
+                and workflow.patched(REFUSED_STEP_CANCELS)
+            ):
+                raise DealCancelledError(f"the deal cannot proceed: {refusal.message}") from None
+            raise

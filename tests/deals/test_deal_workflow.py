@@ -268,6 +268,35 @@ async def test_funding_deadline_without_a_backup_bid_cancels_and_refunds_partial
     await save_if_recording(time_skipping_env.client, f"deal-{params.deal_id}", "DealExecution--funding-deadline")
 
 
+async def test_a_step_the_domain_refuses_cancels_the_deal_instead_of_retrying_for_ever(
+    time_skipping_env: WorkflowEnvironment, worker: str, people: Parties, sessions: SessionFactory
+) -> None:
+    """Funding instructions the payments service refuses (the buyer already owes this deal another amount):
+    the deal is cancelled with every compensation, and the workflow completes instead of failing."""
+    params = await brokered_deal(sessions, people, quantity=10, price="100")
+    handle = await start(time_skipping_env, worker, params)
+    await through_issuer(handle, params, IssuerDecision.WAIVE)
+    await at_stage(handle, DealStage.AWAITING_SIGNATURES)
+    async with transaction(sessions) as session:
+        other = await payments.create_funding_instructions(
+            session, deal_id=params.deal_id, buyer_id=people.buyer.id, amount=Money(amount=Decimal(1)), reference="t"
+        )
+        await payments.record_provider_payment(
+            session, event_id=str(uuid.uuid4()), payment_id=other.payment_id, status="succeeded", amount=other.amount
+        )
+    assert await escrow(sessions, params.deal_id) == 1
+    await sign_all(handle, params.deal_id)
+    assert await handle.result() is DealStage.CANCELLED
+    reason = (await state(handle)).cancel_reason or ""
+    assert reason.startswith("the deal cannot proceed: ") and "already expects 1" in reason
+    assert await escrow(sessions, params.deal_id) == 0
+    assert await available(sessions, people) == 1_000
+    async with sessions() as session:
+        assert (await deals.get_deal(session, params.deal_id)).stage == DealStage.CANCELLED.value
+        assert (await payments.trial_balance(session)).ledger_balanced
+    await save_if_recording(time_skipping_env.client, f"deal-{params.deal_id}", "DealExecution--refused-step-cancels")
+
+
 @pytest.mark.parametrize(
     "stage", [DealStage.AWAITING_ISSUER, DealStage.AWAITING_SIGNATURES, DealStage.AWAITING_FUNDING, DealStage.SETTLING]
 )
