@@ -201,6 +201,21 @@ async def test_totp_enrolment_then_login_needs_otp_and_gives_mfa_tokens(
     assert keyring.verify(fresh.json()["access_token"]).mfa is True
 
 
+async def test_enabling_mfa_ends_the_users_other_sessions(api: httpx.AsyncClient, redis: Redis) -> None:
+    """A session elsewhere proved the password only (it may be whoever made the user turn MFA on): it ends."""
+    user = await register_and_login(api)
+    elsewhere = (await login(api, user.email, PASSWORD)).json()
+    other = await register_and_login(api)  # someone else's session is untouched
+    await enrol_totp(api, user)
+    assert (await api.get("/v1/me", headers=bearer(elsewhere["access_token"]))).status_code == 401
+    refreshed = await api.post("/v1/auth/refresh", json={"refresh_token": elsewhere["refresh_token"]})
+    assert refreshed.status_code == 401
+    assert (await api.get("/v1/me", headers=user.headers)).status_code == 200
+    live = (await api.get("/v1/auth/sessions", headers=user.headers)).json()["items"]
+    assert [s["current"] for s in live] == [True]
+    assert (await api.get("/v1/me", headers=other.headers)).status_code == 200
+
+
 async def test_recovery_code_logs_in_once(api: httpx.AsyncClient, keyring: KeyRing, redis: Redis) -> None:
     user = await enrol_totp(api, await register_and_login(api))
     code = user.recovery_codes[3]

@@ -260,13 +260,16 @@ async def verify_mfa(
     request: Request,
     principal: Viewer,
     sessions: SessionsDep,
+    redis: RedisDep,
     state: StateDep,
     code: Annotated[str, Form()] = "",
 ) -> Response:
     try:
         async with transaction(sessions) as session:
             codes = await identity.confirm_totp(session, principal.user_id, code.strip())
-            upgraded = await identity.upgrade_to_mfa(session, state.keyring, session_id=principal.session_id)
+            upgraded = await identity.upgrade_to_mfa(
+                session, redis, state.keyring, user_id=principal.user_id, session_id=principal.session_id
+            )
     except DomainError as error:
         return await _security(request, principal, sessions, mfa_errors={"code": error.detail})
     response = await _security(request, principal, sessions, recovery_codes=codes)

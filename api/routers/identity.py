@@ -194,11 +194,19 @@ async def start_totp(principal: CurrentUser, session: SessionDep, response: Resp
 
 @router.post("/v1/auth/mfa/totp/verify")
 async def verify_totp(
-    body: TotpVerifyRequest, principal: CurrentUser, session: SessionDep, state: StateDep, response: Response
+    body: TotpVerifyRequest,
+    principal: CurrentUser,
+    session: SessionDep,
+    redis: RedisDep,
+    state: StateDep,
+    response: Response,
 ) -> TotpVerified:
-    """Enable MFA; returns recovery codes and tokens of the current session, now carrying `mfa: true`."""
+    """Enable MFA; returns recovery codes and tokens of the current session, now carrying `mfa: true`.
+    The user's other sessions (signed in with the password alone) end."""
     codes = await identity.confirm_totp(session, principal.user_id, body.code)
-    upgraded = await identity.upgrade_to_mfa(session, state.keyring, session_id=principal.session_id)
+    upgraded = await identity.upgrade_to_mfa(
+        session, redis, state.keyring, user_id=principal.user_id, session_id=principal.session_id
+    )
     response.headers.update(NO_STORE)
     if upgraded is None:
         return TotpVerified(recovery_codes=codes)

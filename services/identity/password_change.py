@@ -5,15 +5,13 @@ from __future__ import annotations
 import uuid
 
 from redis.asyncio import Redis
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.identity import AuthSession
 from services.errors import InvalidInput
 from services.identity import trail
 from services.identity.password_reset import spend_open_resets
 from services.identity.passwords import check_policy, hash_password, verify_password
-from services.identity.sessions import end_session
+from services.identity.sessions import end_other_sessions
 from services.identity.throttling import reserve_login_attempt, settle_login_attempt
 from services.identity.users import get_user
 
@@ -56,24 +54,16 @@ async def change_password(
     user.password_hash = await hash_password(new_password)
     session.add(user)
     await spend_open_resets(session, user.id)
-    others = (
-        await session.exec(
-            select(AuthSession)
-            .where(AuthSession.user_id == user.id, col(AuthSession.revoked_at).is_(None), AuthSession.id != session_id)
-            .with_for_update()
-        )
-    ).all()
-    for other in others:
-        await end_session(session, redis, other, reason="password_changed", actor_id=user.id)
+    ended = await end_other_sessions(session, redis, user_id=user.id, keep=session_id, reason="password_changed")
     await trail.security_event(
         session,
         trail.PASSWORD_CHANGED,
         actor_id=user.id,
         entity_type="user",
         entity_id=user.id,
-        data={"user_id": str(user.id), "sessions_ended": len(others)},
+        data={"user_id": str(user.id), "sessions_ended": ended},
     )
-    return len(others)
+    return ended
 
 
 def _field(name: str, detail: str, code: str = "invalid") -> dict[str, str]:

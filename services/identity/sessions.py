@@ -220,6 +220,19 @@ async def end_session(
     await mark_revoked(redis, auth_session.id)
 
 
+async def end_other_sessions(
+    session: AsyncSession, redis: Redis, *, user_id: uuid.UUID, keep: uuid.UUID | None, reason: str
+) -> int:
+    """End every live session of `user_id` but `keep` (the caller's own); returns how many ended."""
+    query = select(AuthSession).where(AuthSession.user_id == user_id, col(AuthSession.revoked_at).is_(None))
+    if keep is not None:
+        query = query.where(AuthSession.id != keep)
+    others = (await session.exec(query.with_for_update())).all()
+    for other in others:
+        await end_session(session, redis, other, reason=reason, actor_id=user_id)
+    return len(others)
+
+
 async def refresh(
     session: AsyncSession, redis: Redis, keyring: KeyRing, *, refresh_token: str
 ) -> IssuedTokens | DomainError:
@@ -257,13 +270,15 @@ async def refresh(
 
 
 async def upgrade_to_mfa(
-    session: AsyncSession, keyring: KeyRing, *, session_id: uuid.UUID | None
+    session: AsyncSession, redis: Redis, keyring: KeyRing, *, user_id: uuid.UUID, session_id: uuid.UUID | None
 ) -> IssuedTokens | None:
     """After TOTP enrolment the current session has proven both factors: mark it and issue MFA tokens.
 
-    The session's earlier refresh tokens are spent here, so only the new one carries the session on
-    (an old one would otherwise fork it, and presenting it now counts as reuse).
+    The user's other sessions proved the password only, so they end: whoever else holds one must sign
+    in again with a code. The session's earlier refresh tokens are spent here, so only the new one
+    carries the session on (an old one would otherwise fork it, and presenting it now counts as reuse).
     """
+    await end_other_sessions(session, redis, user_id=user_id, keep=session_id, reason="mfa_enabled")
     if session_id is None:
         return None
     auth_session = await session.get(AuthSession, session_id, with_for_update=True)
