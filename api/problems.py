@@ -101,11 +101,22 @@ async def _http_error(_: Request, error: Exception) -> JSONResponse:
 DATA_EXCEPTION_CLASS = "22"
 """SQLSTATE class 22, data exception: a value PostgreSQL cannot store (a NUL character, an over-long
 string, an out-of-range number). Validation should catch these first; this is the net under it."""
+TRY_AGAIN_STATES = frozenset({"40001", "40P01"})
+"""serialization_failure, deadlock_detected: PostgreSQL rolled the transaction back; the same request may pass."""
 
 
 async def _database_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, DBAPIError)
     sqlstate = str(getattr(error.orig, "sqlstate", None) or "")
+    if sqlstate in TRY_AGAIN_STATES:
+        log.warning("request collided with another transaction", sqlstate=sqlstate)
+        return problem_response(
+            503,
+            "try-again",
+            "The request collided with another change",
+            "Nothing was changed; send the request again.",
+            headers={"Retry-After": "1"},
+        )
     if not sqlstate.startswith(DATA_EXCEPTION_CLASS):
         return await _unexpected_error(request, error)
     log.warning("request value not storable", sqlstate=sqlstate)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, ForeignKey, String
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, ForeignKey, String, UniqueConstraint
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
@@ -68,14 +68,17 @@ class RefreshToken(SQLModel, table=True):
 
 
 class RecoveryCode(SQLModel, table=True):
-    """A one-time MFA recovery code, stored as its SHA-256."""
+    """A one-time MFA recovery code, stored as its SHA-256 (unique per user: two users may draw the same code)."""
 
     __tablename__ = "recovery_code"
-    __table_args__ = {"schema": "identity"}
+    __table_args__ = (
+        UniqueConstraint("user_id", "code_hash", name="uq_recovery_code_user_id_code_hash"),
+        {"schema": "identity"},
+    )
 
     id: uuid.UUID = uuid_pk()
     user_id: uuid.UUID = SQLField(sa_column=Column(ForeignKey("identity.user.id"), nullable=False, index=True))
-    code_hash: str = SQLField(sa_column=Column(String(64), nullable=False, unique=True))
+    code_hash: str = SQLField(sa_column=Column(String(64), nullable=False))
     created_at: datetime = timestamp_column()
     used_at: datetime | None = optional_timestamp_column()
 

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from services.errors import InvalidInput
 
@@ -33,8 +33,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         moment = datetime.fromisoformat(created_at)
         if moment.tzinfo is None:
             raise ValueError("a cursor's time has its offset")
-        return moment, uuid.UUID(item_id)
-    except (ValueError, TypeError, RecursionError, binascii.Error) as error:
+        return moment.astimezone(UTC), uuid.UUID(item_id)  # an offset at the calendar's ends overflows here
+    except (ValueError, TypeError, OverflowError, RecursionError, binascii.Error) as error:
         raise InvalidCursor(
             "The cursor was not issued by this list.",
             errors=[{"pointer": "/query/cursor", "field": "cursor", "detail": "not a valid cursor"}],

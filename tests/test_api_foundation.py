@@ -11,8 +11,10 @@ from fastapi import FastAPI
 from starlette.types import Message, Receive, Scope, Send
 
 from api.deps import SessionDep, get_sessions
+from api.problems import install_problem_handlers
 from pap.db import SessionFactory
 from services.identity.permissions import Role
+from tests.factories import register_and_login
 
 
 async def test_liveness_and_readiness_report_every_component(api: httpx.AsyncClient) -> None:
@@ -134,3 +136,37 @@ async def test_a_session_commits_before_the_response_is_sent(sessions: SessionFa
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=recording), base_url="http://t") as client:
         assert (await client.post("/write")).status_code == 200
     assert events == ["committed", "response started"]
+
+
+async def test_a_transaction_postgres_aborts_for_a_collision_is_a_503_to_send_again(
+    api: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    """A deadlock or serialization failure is nobody's bad input: the client is told to retry, not given a 500."""
+    user = await register_and_login(api)
+    collision = await _serialization_failure(sessions, user.id)
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.post("/collide")
+    async def collide() -> None:
+        raise collision
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.post("/collide")
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert response.json()["type"].endswith("/try-again")
+
+
+async def _serialization_failure(sessions: SessionFactory, user_id: uuid.UUID) -> sqlalchemy.exc.DBAPIError:
+    """A real SQLSTATE 40001: a repeatable-read transaction updates a row changed since its snapshot."""
+    rename = sqlalchemy.text("UPDATE identity.user SET full_name = :n WHERE id = :u")
+    async with sessions() as first, sessions() as second:
+        await first.execute(sqlalchemy.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        await first.execute(sqlalchemy.text("SELECT full_name FROM identity.user WHERE id = :u"), {"u": user_id})
+        async with second.begin():
+            await second.execute(rename, {"n": "Second", "u": user_id})
+        try:
+            await first.execute(rename, {"n": "First", "u": user_id})
+        except sqlalchemy.exc.DBAPIError as error:
+            return error
+    raise AssertionError("no serialization failure")

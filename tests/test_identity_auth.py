@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -11,7 +12,9 @@ import httpx
 import pyotp
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy import text
 
+from pap.db import SessionFactory
 from pap.settings import Settings
 from services.identity.permissions import Role
 from services.identity.tokens import KeyRing
@@ -222,6 +225,23 @@ async def test_recovery_code_logs_in_once(api: httpx.AsyncClient, keyring: KeyRi
     first = await login(api, user.email, PASSWORD, otp=code)
     assert first.status_code == 200 and keyring.verify(first.json()["access_token"]).mfa is True
     assert (await login(api, user.email, PASSWORD, otp=code)).status_code == 401
+
+
+async def test_two_users_may_hold_the_same_recovery_code(
+    api: httpx.AsyncClient, keyring: KeyRing, sessions: SessionFactory
+) -> None:
+    """Codes are random: two accounts can draw the same one, and each stays its own account's."""
+    first = await enrol_totp(api, await register_and_login(api))
+    second = await enrol_totp(api, await register_and_login(api))
+    code = first.recovery_codes[0]
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text("INSERT INTO identity.recovery_code (id, user_id, code_hash) VALUES (:i, :u, :h)"),
+            {"i": uuid.uuid4(), "u": second.id, "h": hashlib.sha256(code.replace("-", "").encode()).hexdigest()},
+        )
+    assert (await login(api, second.email, PASSWORD, otp=code)).status_code == 200
+    signed_in = await login(api, first.email, PASSWORD, otp=code)
+    assert signed_in.status_code == 200 and keyring.verify(signed_in.json()["access_token"]).user_id == first.id
 
 
 async def test_totp_verify_with_a_wrong_code_is_refused(api: httpx.AsyncClient) -> None:

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 
 import httpx
+import pyotp
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -18,6 +19,7 @@ from pap.db import SessionFactory
 from pap.settings import Settings
 from services import identity
 from services.identity.permissions import Role
+from services.identity.tokens import KeyRing
 from services.identity.users import BootstrapEmailTaken, LastAdmin, find_by_email
 from tests.factories import PASSWORD, enrol_totp, login, register_and_login
 from tests.support import csrf_token, eventually
@@ -112,7 +114,14 @@ async def test_mfa_enrolment_spends_the_sessions_password_only_refresh_token(api
 
 
 @pytest.mark.parametrize(
-    "forged", [["2024-01-01T00:00:00+00:00", 5], ["2024-01-01T00:00:00", str(uuid.uuid4())], [1, 2]]
+    "forged",
+    [
+        ["2024-01-01T00:00:00+00:00", 5],
+        ["2024-01-01T00:00:00", str(uuid.uuid4())],
+        [1, 2],
+        ["0001-01-01T00:00:00+14:00", str(uuid.uuid4())],  # before year 1 in UTC
+        ["9999-12-31T23:59:59-14:00", str(uuid.uuid4())],  # after year 9999 in UTC
+    ],
 )
 async def test_a_forged_cursor_is_a_422_problem(api: httpx.AsyncClient, forged: list[object]) -> None:
     user = await register_and_login(api)
@@ -139,6 +148,77 @@ async def test_enrolling_an_authenticator_needs_a_recent_password_sign_in(
     assert stale.status_code == 403 and stale.json()["type"].endswith("/reauthentication-required")
     fresh = await register_and_login(api)
     assert (await api.post("/v1/auth/mfa/totp", headers=fresh.headers)).status_code == 200
+
+
+async def test_confirming_an_authenticator_also_needs_a_recent_sign_in(
+    api: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    """A session that started enrolment when fresh cannot confirm it once old: it could be stolen by then."""
+    user = await register_and_login(api)
+    secret = (await api.post("/v1/auth/mfa/totp", headers=user.headers)).json()["secret"]
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text("UPDATE identity.session SET created_at = now() - interval '1 hour' WHERE user_id = :u"),
+            {"u": user.id},
+        )
+
+    stale = await api.post("/v1/auth/mfa/totp/verify", json={"code": pyotp.TOTP(secret).now()}, headers=user.headers)
+
+    assert stale.status_code == 403 and stale.json()["type"].endswith("/reauthentication-required")
+    assert (await api.get("/v1/me", headers=user.headers)).json()["mfa_enabled"] is False
+
+
+async def test_wrong_confirmation_codes_are_throttled_like_sign_ins(api: httpx.AsyncClient, redis: Redis) -> None:
+    user = await register_and_login(api)
+    secret = (await api.post("/v1/auth/mfa/totp", headers=user.headers)).json()["secret"]
+    right = pyotp.TOTP(secret).now()
+    wrong = str((int(right) + 500_000) % 1_000_000).zfill(6)
+
+    answers = [await api.post("/v1/auth/mfa/totp/verify", json={"code": wrong}, headers=user.headers) for _ in range(5)]
+
+    assert [a.status_code for a in answers] == [422] * 5
+    throttled = await api.post("/v1/auth/mfa/totp/verify", json={"code": right}, headers=user.headers)
+    assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) > 0
+    assert (await api.get("/v1/me", headers=user.headers)).json()["mfa_enabled"] is False
+    assert (await login(api, user.email, PASSWORD)).status_code == 429  # the account's sign-in limit is spent too
+
+
+async def test_mfa_upgrade_waits_for_a_refresh_of_the_same_session_without_holding_the_session(
+    api: httpx.AsyncClient, sessions: SessionFactory, keyring: KeyRing, redis: Redis
+) -> None:
+    """A refresh locks the refresh token, then the session; the upgrade must take them in that order too
+    (the other order deadlocks: PostgreSQL aborts one and the client sees an error)."""
+    user = await register_and_login(api)
+    async with sessions() as refresh, refresh.begin():
+        session_id = (
+            await refresh.execute(text("SELECT id FROM identity.session WHERE user_id = :u"), {"u": user.id})
+        ).scalar_one()
+        await refresh.execute(  # a refresh in flight: its token row is locked
+            text("SELECT id FROM identity.refresh_token WHERE session_id = :s FOR UPDATE"), {"s": session_id}
+        )
+
+        async def upgrade() -> object:
+            async with sessions() as session, session.begin():
+                return await identity.upgrade_to_mfa(session, redis, keyring, user_id=user.id, session_id=session_id)
+
+        upgrading = asyncio.create_task(upgrade())
+        await eventually(lambda: _waiting_for_a_lock(sessions), what="the upgrade to wait for the token lock")
+        locked = await refresh.execute(  # the refresh's next step: the upgrade must not be holding this row
+            text("SELECT id FROM identity.session WHERE id = :s FOR UPDATE NOWAIT"), {"s": session_id}
+        )
+        assert locked.scalar_one() == session_id
+    assert await upgrading is not None
+
+
+async def _waiting_for_a_lock(sessions: SessionFactory) -> bool:
+    async with sessions() as session:
+        waiting = await session.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND query ILIKE '%identity.refresh_token%'"
+            )
+        )
+        return bool(waiting.scalar_one())
 
 
 NEW_PASSWORD = "Fresh-Harbour-Lantern-42"

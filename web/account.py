@@ -266,7 +266,14 @@ async def verify_mfa(
 ) -> Response:
     try:
         async with transaction(sessions) as session:
-            codes = await identity.confirm_totp(session, principal.user_id, code.strip())
+            codes = await identity.confirm_totp(
+                session,
+                redis,
+                user_id=principal.user_id,
+                session_id=principal.session_id,
+                ip=_ip(request),
+                code=code.strip(),
+            )
             upgraded = await identity.upgrade_to_mfa(
                 session, redis, state.keyring, user_id=principal.user_id, session_id=principal.session_id
             )

@@ -195,6 +195,7 @@ async def start_totp(principal: CurrentUser, session: SessionDep, response: Resp
 @router.post("/v1/auth/mfa/totp/verify")
 async def verify_totp(
     body: TotpVerifyRequest,
+    request: Request,
     principal: CurrentUser,
     session: SessionDep,
     redis: RedisDep,
@@ -203,7 +204,14 @@ async def verify_totp(
 ) -> TotpVerified:
     """Enable MFA; returns recovery codes and tokens of the current session, now carrying `mfa: true`.
     The user's other sessions (signed in with the password alone) end."""
-    codes = await identity.confirm_totp(session, principal.user_id, body.code)
+    codes = await identity.confirm_totp(
+        session,
+        redis,
+        user_id=principal.user_id,
+        session_id=principal.session_id,
+        ip=_client_ip(request),
+        code=body.code,
+    )
     upgraded = await identity.upgrade_to_mfa(
         session, redis, state.keyring, user_id=principal.user_id, session_id=principal.session_id
     )

@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 
 import pyotp
+from redis.asyncio import Redis
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -17,6 +18,7 @@ from models.base import utcnow
 from models.identity import AuthSession, RecoveryCode, TotpEnrolment, User
 from services.errors import Conflict, Forbidden, InvalidInput
 from services.identity import trail
+from services.identity.throttling import reserve_login_attempt, settle_login_attempt
 from services.identity.users import get_user
 
 ISSUER_NAME = "Private Assets Platform"
@@ -63,12 +65,7 @@ async def start_totp(session: AsyncSession, user_id: uuid.UUID, session_id: uuid
 
     Only from a session whose password sign-in is recent (`RECENT_SIGN_IN`).
     """
-    if session_id is not None:
-        auth_session = await session.get(AuthSession, session_id)
-        if auth_session is None or auth_session.created_at < utcnow() - RECENT_SIGN_IN:
-            raise ReauthenticationRequired(
-                "Sign in with your password again (within the last 15 minutes) before enrolling an authenticator."
-            )
+    await _require_recent_sign_in(session, session_id)
     user = await get_user(session, user_id, for_update=True)
     if user.mfa_enabled:
         raise MfaAlreadyEnabled("TOTP is already enrolled for this account.")
@@ -78,6 +75,16 @@ async def start_totp(session: AsyncSession, user_id: uuid.UUID, session_id: uuid
     session.add(user)
     uri = pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=ISSUER_NAME)
     return TotpEnrolment(secret=secret, otpauth_uri=uri)
+
+
+async def _require_recent_sign_in(session: AsyncSession, session_id: uuid.UUID | None) -> None:
+    """Tokens without a session (the seed's, the benchmarks') carry none to check."""
+    if session_id is not None:
+        auth_session = await session.get(AuthSession, session_id)
+        if auth_session is None or auth_session.created_at < utcnow() - RECENT_SIGN_IN:
+            raise ReauthenticationRequired(
+                "Sign in with your password again (within the last 15 minutes) before enrolling an authenticator."
+            )
 
 
 def _matching_step(secret: str, code: str, now: float) -> int | None:
@@ -107,14 +114,24 @@ def consume_totp(user: User, code: str, *, now: float | None = None) -> bool:
     return True
 
 
-async def confirm_totp(session: AsyncSession, user_id: uuid.UUID, code: str) -> list[str]:
-    """Enable MFA after a valid first code; returns the one-time recovery codes (shown once, stored hashed)."""
+async def confirm_totp(
+    session: AsyncSession, redis: Redis, *, user_id: uuid.UUID, session_id: uuid.UUID | None, ip: str, code: str
+) -> list[str]:
+    """Enable MFA after a valid first code; returns the one-time recovery codes (shown once, stored hashed).
+
+    Like starting, only from a recent sign-in; wrong codes count as failed sign-ins (5 per account in
+    15 minutes), so an old or stolen session cannot guess its way to a pending secret's code.
+    """
+    await _require_recent_sign_in(session, session_id)
     user = await get_user(session, user_id, for_update=True)
     if user.mfa_enabled:
         raise MfaAlreadyEnabled("TOTP is already enrolled for this account.")
     if user.totp_secret is None:
         raise MfaNotStarted("Call POST /v1/auth/mfa/totp first.")
-    if not consume_totp(user, code):
+    await reserve_login_attempt(redis, email=user.email, ip=ip)
+    right = consume_totp(user, code)
+    await settle_login_attempt(redis, email=user.email, ip=ip, result="undecided" if right else "failed")
+    if not right:
         raise InvalidOtp(
             "The code does not match.",
             errors=[{"pointer": "/code", "field": "code", "detail": "does not match", "code": "invalid_otp"}],

@@ -281,6 +281,9 @@ async def upgrade_to_mfa(
     await end_other_sessions(session, redis, user_id=user_id, keep=session_id, reason="mfa_enabled")
     if session_id is None:
         return None
+    # The session's refresh tokens are locked before the session row, in the order `refresh` takes them:
+    # the other order deadlocks with a refresh of this session running at the same moment.
+    await session.exec(select(RefreshToken.id).where(RefreshToken.session_id == session_id).with_for_update())
     auth_session = await session.get(AuthSession, session_id, with_for_update=True)
     if auth_session is None or auth_session.revoked_at is not None:
         return None
