@@ -15,7 +15,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from pap.cli_ops import deals_app, register_ops_commands
+from pap.cli_api import login
+from pap.cli_deals import deals_app
+from pap.cli_ops import register_ops_commands
 from pap.settings import Settings, attach_running_stack, get_settings
 
 app = typer.Typer(help="Private Assets Platform", no_args_is_help=True, add_completion=False)
@@ -185,6 +187,7 @@ pricing_app = typer.Typer(help="Pricing: reference price tools", no_args_is_help
 ops.add_typer(dlq, name="dlq")
 app.add_typer(ops, name="ops")
 app.add_typer(deals_app, name="deals")
+app.command()(login)
 register_ops_commands(ops)
 app.add_typer(pricing_app, name="pricing")
 
