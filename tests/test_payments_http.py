@@ -8,6 +8,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import httpx
+from sqlalchemy import text
 from temporalio.client import Client
 
 from models.payments import PaymentReceived
@@ -15,8 +16,10 @@ from pap.db import SessionFactory, transaction
 from pap.settings import Settings
 from services import payments
 from services.identity.permissions import Role
+from tests.deal_support import brokered_deal, parties
+from tests.factories import PASSWORD
 from tests.payments_support import usd
-from tests.support import eventually
+from tests.support import csrf_token, eventually
 
 
 async def _instructions(sessions: SessionFactory, amount: str = "200.00") -> tuple[uuid.UUID, uuid.UUID]:
@@ -209,3 +212,34 @@ async def test_webhook_signals_the_deal_workflow_when_escrow_is_funded(
         assert payload == PaymentReceived(payment_id=payment_id, deal_id=deal_id, amount=usd("90.00"), funded=True)
     finally:
         await handle.terminate("test done")
+
+
+async def test_a_buyer_gets_funding_instructions_only_once_the_workflow_opened_them(
+    api: httpx.AsyncClient, sessions: SessionFactory, token_for: Callable[..., dict[str, str]]
+) -> None:
+    """The deal's record may name a buyer who has no payment yet (a backup buyer, before the issuer decided on
+    them): asking then is a 409 that opens nothing, not wire details for a payment the deal would never count."""
+    p = await parties(api, sessions, token_for)
+    params = await brokered_deal(sessions, p, quantity=10, price="20")
+    async with transaction(sessions) as session:
+        await session.execute(
+            text("UPDATE deals.deal SET stage = 'awaiting_funding' WHERE id = :id"), {"id": params.deal_id}
+        )
+
+    early = await api.post(f"/v1/deals/{params.deal_id}/funding", headers=p.buyer.headers)
+    async with httpx.AsyncClient(base_url=str(api.base_url), timeout=30) as browser:
+        form = {"username": p.buyer.email, "password": PASSWORD, "csrf_token": ""}
+        form["csrf_token"] = csrf_token((await browser.get("/app/login")).text)
+        assert (await browser.post("/app/login", data=form)).status_code == 303
+        page = await browser.get(f"/app/deals/{params.deal_id}")
+
+    assert early.status_code == 409, early.text
+    assert page.status_code == 200 and 'id="funding"' not in page.text
+    async with sessions() as session:
+        assert await payments.deal_payments(session, params.deal_id) == []
+    async with transaction(sessions) as session:  # what the workflow's funding step does
+        opened = await payments.create_funding_instructions(
+            session, deal_id=params.deal_id, buyer_id=p.buyer.id, amount=usd("200"), reference="PAP-T"
+        )
+    ready = await api.post(f"/v1/deals/{params.deal_id}/funding", headers=p.buyer.headers)
+    assert ready.status_code == 200 and ready.json()["payment_id"] == str(opened.payment_id)

@@ -16,7 +16,7 @@ from api.routers.documents import pdf_response, request_context
 from models.deals import DealStage, DealState
 from models.documents import SignBody
 from pap.db import transaction
-from services import deals, documents
+from services import deals, documents, payments
 from services.errors import DomainError
 from services.identity.tokens import Principal
 from temporal.ids import deal_workflow_id
@@ -51,8 +51,8 @@ async def _context_for(
     role = "seller" if principal.user_id == read.seller_id else "buyer" if principal.user_id == read.buyer_id else ""
     funding = None
     if role == "buyer" and read.stage == DealStage.AWAITING_FUNDING:
-        async with transaction(sessions) as session:
-            funding = await deals_api.funding_instructions(deal_id, principal, session)
+        async with sessions() as session:
+            funding = await payments.open_funding(session, deal_id=deal_id, payer_id=principal.user_id)
     docs = []
     for doc in read.documents:
         mine = next((s for s in doc["signers"] if s["user_id"] == str(principal.user_id)), None)

@@ -188,20 +188,18 @@ async def issuer_decision(
 
 @router.post("/{deal_id}/funding")
 async def funding_instructions(deal_id: uuid.UUID, principal: CurrentUser, session: SessionDep) -> FundingInstructions:
-    """The buyer's payment instructions (created by the workflow when the deal awaits funding)."""
+    """The buyer's payment instructions: those the workflow created for the current buyer (it alone opens a
+    payment, so a buyer the deal has moved past can never be given wire details for it)."""
     deal = await deals.deal_for_viewer(session, deal_id, principal)
     company_buys = deal.buyer_id == deal.company_id and principal.has_role(Role.ISSUER)
     if principal.user_id != deal.buyer_id and not (company_buys and principal.company_id == deal.company_id):
         raise Forbidden("Only the deal's buyer funds it (the company's issuer, when it exercised its ROFR).")
     if deal.stage != DealStage.AWAITING_FUNDING.value:
         raise DealStageConflict(f"The deal is {deal.stage}, not awaiting funding.")
-    return await payments.create_funding_instructions(
-        session,
-        deal_id=deal.id,
-        buyer_id=deal.buyer_id,
-        amount=Money(amount=deal.price_amount * deal.quantity, currency=deal.currency),
-        reference=f"PAP-{str(deal.id)[:8].upper()}",
-    )
+    instructions = await payments.open_funding(session, deal_id=deal.id, payer_id=deal.buyer_id)
+    if instructions is None:  # e.g. a backup buyer, until the issuer has decided on them
+        raise DealStageConflict("The deal is not ready for this buyer's funding yet.")
+    return instructions
 
 
 @router.post("/{deal_id}/settlement/confirm")

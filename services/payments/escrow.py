@@ -175,6 +175,25 @@ async def create_funding_instructions(
     )
 
 
+async def open_funding(session: AsyncSession, *, deal_id: uuid.UUID, payer_id: uuid.UUID) -> FundingInstructions | None:
+    """The payer's funding instructions for the deal, once the deal's workflow created them and while they are
+    open (not refunded); None otherwise. Only the workflow creates them: a page view never opens a payment."""
+    payment = (
+        await session.exec(
+            select(Payment).where(
+                Payment.deal_id == deal_id,
+                Payment.payer_id == payer_id,
+                col(Payment.status) != PaymentStatus.REFUNDED.value,
+            )
+        )
+    ).first()
+    if payment is None:
+        return None
+    return FundingInstructions(
+        payment_id=payment.id, amount=_money(payment.amount, payment.currency), reference=payment.reference
+    )
+
+
 async def record_provider_payment(
     session: AsyncSession, *, event_id: str, payment_id: uuid.UUID, status: str, amount: Money
 ) -> PaymentUpdate:
