@@ -20,8 +20,8 @@ from activities.failures import refusals_not_retried
 from events import topics
 from events.outbox import record_event_once
 from models.base import Money
+from models.companies import PLATFORM_FEE_BPS
 from models.deals import (
-    PLATFORM_FEE_BPS,
     BackupBuyer,
     CheckResult,
     Deal,

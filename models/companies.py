@@ -20,6 +20,11 @@ from sqlmodel import SQLModel
 
 from models.base import Money, PatchModel, timestamp_column, uuid_pk
 
+PLATFORM_FEE_BPS = 100
+"""The platform's fee on the seller's proceeds (1%)."""
+MAX_TRANSFER_FEE_BPS = 10_000 - PLATFORM_FEE_BPS
+"""A company's transfer fee and the platform's together never exceed what the buyer paid."""
+
 SCHEMA = "companies"
 
 
@@ -66,7 +71,7 @@ class TransferPolicy(BaseModel):
     lock_up_until: date | None = None
     minimum_transfer_shares: int | None = Field(default=None, gt=0)
     blackout_windows: list[BlackoutWindow] = Field(default_factory=list, max_length=100)
-    transfer_fee_bps: int = Field(default=0, ge=0, le=10_000)
+    transfer_fee_bps: int = Field(default=0, ge=0, le=MAX_TRANSFER_FEE_BPS)
 
 
 class TransferPolicyPatch(PatchModel):
@@ -81,7 +86,7 @@ class TransferPolicyPatch(PatchModel):
     lock_up_until: date | None = None
     minimum_transfer_shares: int | None = Field(default=None, gt=0)
     blackout_windows: list[BlackoutWindow] | None = Field(default=None, max_length=100)
-    transfer_fee_bps: int | None = Field(default=None, ge=0, le=10_000)
+    transfer_fee_bps: int | None = Field(default=None, ge=0, le=MAX_TRANSFER_FEE_BPS)
 
 
 # --- tables ----------------------------------------------------------------------------------

@@ -63,10 +63,6 @@ class DealDeadlines(BaseModel):
     settlement_days: int = Field(default=30, ge=1)
 
 
-PLATFORM_FEE_BPS = 100
-"""The platform's fee on the seller's proceeds (1%)."""
-
-
 # -- tables ---------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from models.companies import PLATFORM_FEE_BPS
 from models.platform import OutboxEvent
 from pap.db import SessionFactory, transaction
 from services import companies
@@ -170,6 +171,23 @@ async def test_patch_merges_transfer_policy_and_applies_only_sent_fields(
     assert body["website"].startswith("https://acme.example")
     missing = await api.patch(f"/v1/companies/{uuid.uuid4()}", json={"sector": "x"}, headers=admin)
     assert missing.status_code == 404
+
+
+async def test_a_transfer_fee_leaves_room_for_the_platforms_fee(api: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    """Both fees come out of the buyer's payment: together they may take all of it, never more (a settlement
+    could not pay them out, with the buyer's money already in escrow)."""
+    company = (await api.post("/v1/companies", json=company_body(), headers=admin)).json()
+    url = f"/v1/companies/{company['id']}"
+    too_much = {"transfer_policy": {"transfer_fee_bps": 10_000 - PLATFORM_FEE_BPS + 1}}
+    assert (await api.patch(url, json=too_much, headers=admin)).status_code == 422
+    created = await api.post(
+        "/v1/companies", json=company_body(name=f"Fees {uuid.uuid4().hex}", **too_much), headers=admin
+    )
+    assert created.status_code == 422
+    most = await api.patch(
+        url, json={"transfer_policy": {"transfer_fee_bps": 10_000 - PLATFORM_FEE_BPS}}, headers=admin
+    )
+    assert most.status_code == 200 and most.json()["transfer_policy"]["transfer_fee_bps"] == 9_900
 
 
 async def test_patch_refuses_null_for_a_required_field_and_changes_nothing(
