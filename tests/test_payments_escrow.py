@@ -109,6 +109,23 @@ async def test_over_funding_keeps_the_expected_amount_and_refunds_the_excess(ses
         assert sorted(r[0] for r in kinds.all()) == ["payment.excess_refund", "payment.received"]
 
 
+async def test_an_event_named_like_another_events_excess_refund_is_still_applied(sessions: SessionFactory) -> None:
+    """Provider event ids are the provider's: `E:excess` is a payment of its own, not E's refund replayed."""
+    deal_id, _, payment_id = await _instructions(sessions)
+    event_id = f"evt_{uuid.uuid4().hex}"
+    async with transaction(sessions) as session:
+        await payments.record_provider_payment(
+            session, event_id=event_id, payment_id=payment_id, status="succeeded", amount=usd("1100.00")
+        )
+    _, _, other_payment = await _instructions(sessions)
+    async with transaction(sessions) as session:
+        named_alike = await payments.record_provider_payment(
+            session, event_id=f"{event_id}:excess", payment_id=other_payment, status="succeeded", amount=usd("40.00")
+        )
+    assert named_alike.applied == usd("40.00") and not named_alike.duplicate
+    assert await _escrow(sessions, deal_id) == Decimal("1000.00")
+
+
 async def test_failed_payment_is_recorded_and_moves_no_money(sessions: SessionFactory) -> None:
     deal_id, _, payment_id = await _instructions(sessions)
     update = await _pay(sessions, payment_id, "1000.00", status="failed")

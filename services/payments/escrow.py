@@ -254,7 +254,7 @@ async def record_provider_payment(
     if excess > 0:
         await record_entry(
             session,
-            idempotency_key=f"provider-event:{event_id}:excess",
+            idempotency_key=f"provider-excess:{event_id}",  # never an event id's own key (ids may hold ":")
             legs=[Leg(debit=cash, credit=EXTERNAL_BANK, amount=_money(excess, payment.currency))],
             kind="payment.excess_refund",
             reference=reference,
