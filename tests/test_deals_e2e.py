@@ -79,7 +79,10 @@ async def test_brokered_deal_closes_with_money_and_shares_moved_once(
 
     stages = [entry["stage"] for entry in closed["timeline"]]
     assert stages[0] == "created" and stages[-1] == "closed"
-    assert closed["payments"][0]["status"] == "funded"
+    assert closed["payments"] == []  # the buyer's payment is the buyer's: the seller sees the stage, not it
+    for viewer in (people.buyer.headers, people.issuer, people.manager):
+        seen = (await api.get(f"/v1/deals/{deal_id}", headers=viewer)).json()["payments"]
+        assert [(p["id"], p["status"]) for p in seen] == [(instructions["payment_id"], "funded")]
     assert {d["status"] for d in closed["documents"] if d["kind"] != "issuer_consent"} == {"signed"}
 
     buyer_positions = (await api.get("/v1/holdings", headers=people.buyer.headers)).json()["items"]

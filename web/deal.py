@@ -42,7 +42,7 @@ async def _context_for(
     deal_id: uuid.UUID, principal: Principal, sessions: SessionsDep, temporal: TemporalDep
 ) -> dict[str, Any]:
     async with sessions() as session:
-        read = await deals_api.deal_read(session, await deals.deal_for_viewer(session, deal_id, principal))
+        read = await deals_api.deal_read(session, await deals.deal_for_viewer(session, deal_id, principal), principal)
     live: DealState | None = None
     try:
         live = await temporal.get_workflow_handle(deal_workflow_id(deal_id)).query("state", result_type=DealState)

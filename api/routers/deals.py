@@ -102,7 +102,7 @@ async def create_brokered_deal(
     except Exception:  # the deal is saved: a retry must not create it twice; the deals.created backstop starts it
         log.warning("deal created; its workflow is left to the backstop", deal_id=str(deal.id), exc_info=True)
     async with sessions() as session:
-        return await deal_read(session, deal)
+        return await deal_read(session, deal, principal)
 
 
 @router.get("")
@@ -120,7 +120,7 @@ async def list_deals(
     )
     page, more = rows[:limit], len(rows) > limit
     return {
-        "items": [(await deal_read(session, deal, full=False)).model_dump(mode="json") for deal in page],
+        "items": [(await deal_read(session, deal, principal, full=False)).model_dump(mode="json") for deal in page],
         "next_cursor": encode_cursor(page[-1].created_at, page[-1].id) if more else None,
     }
 
@@ -141,7 +141,7 @@ async def get_deal(
 
     async def current() -> tuple[bytes, str]:
         async with sessions() as session:  # a session per read: none is held while the request waits
-            read = await deal_read(session, await deals.deal_for_viewer(session, deal_id, principal))
+            read = await deal_read(session, await deals.deal_for_viewer(session, deal_id, principal), principal)
         body = read.model_dump_json().encode()
         return body, etags.etag_of(body)
 
@@ -255,7 +255,8 @@ async def _update(client: Client, deal_id: uuid.UUID, name: str, argument: objec
     return state
 
 
-async def deal_read(session: Any, deal: Deal, *, full: bool = True) -> DealRead:
+async def deal_read(session: Any, deal: Deal, viewer: Principal, *, full: bool = True) -> DealRead:
+    """The deal as `viewer` may see it: payments are their own unless they oversee the deal."""
     participants = [
         ParticipantRead(user_id=deal.seller_id, role="seller"),
         ParticipantRead(user_id=deal.buyer_id, role="buyer"),
@@ -286,7 +287,12 @@ async def deal_read(session: Any, deal: Deal, *, full: bool = True) -> DealRead:
     )
     if full:
         read.documents = [d.model_dump(mode="json") for d in await documents.list_deal_documents(session, deal.id)]
-        read.payments = [p.model_dump(mode="json") for p in await payments.deal_payments(session, deal.id)]
+        every = deals.sees_every_payment(deal, viewer)
+        read.payments = [
+            p.model_dump(mode="json")
+            for p in await payments.deal_payments(session, deal.id)
+            if every or p.payer_id == viewer.user_id
+        ]
         read.timeline = [
             TimelineRead(stage=e.stage, at=e.at, actor=e.actor, detail=e.detail)
             for e in await deals.timeline(session, deal.id)

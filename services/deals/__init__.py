@@ -9,6 +9,7 @@ from services.deals.queries import (
     list_deals,
     open_deals,
     open_deals_of,
+    sees_every_payment,
     set_on_hold,
     timeline,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "open_deals",
     "open_deals_of",
     "record_stage",
+    "sees_every_payment",
     "set_on_hold",
     "timeline",
     "workflow_input",

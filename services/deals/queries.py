@@ -39,6 +39,12 @@ def can_view(deal: Deal, principal: Principal) -> bool:
     return principal.has_role(Role.ISSUER) and principal.company_id == deal.company_id
 
 
+def sees_every_payment(deal: Deal, principal: Principal) -> bool:
+    """Deal managers, compliance and the company's issuer see every payment of a deal; a buyer or seller
+    only those they made (not a defaulted buyer's, nor the buyer's when selling)."""
+    return reads_all_deals(principal) or (principal.has_role(Role.ISSUER) and principal.company_id == deal.company_id)
+
+
 def ensure_not_a_party(principal: Principal, buyer_id: uuid.UUID, seller_id: uuid.UUID) -> None:
     """Whoever decides for the issuer, confirms, cancels or holds a deal must not be buying or selling in it."""
     if principal.user_id in (buyer_id, seller_id):
