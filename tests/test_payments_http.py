@@ -18,7 +18,7 @@ from services import payments
 from services.identity.permissions import Role
 from tests.deal_support import brokered_deal, parties
 from tests.factories import PASSWORD
-from tests.payments_support import usd
+from tests.payments_support import posted, usd
 from tests.support import csrf_token, eventually
 
 
@@ -123,6 +123,38 @@ async def test_sandbox_partial_settle_leaves_payment_partially_funded(
 
     await eventually(status, lambda s: s == "partially_funded", what="partial funding")
     assert await _escrow(sessions, deal_id) == Decimal("30.00")
+
+
+async def test_money_sent_in_another_currency_is_booked_and_returned_not_refused(
+    api: httpx.AsyncClient, sessions: SessionFactory, settings: Settings
+) -> None:
+    """A rail that collected EUR for a USD payment has the money: a 4xx would leave it nowhere. It is kept on
+    record and sent back in EUR; the USD payment and the escrow are untouched."""
+    deal_id, payment_id = await _instructions(sessions, "100.00")
+    event = {**_event(payment_id, "100.00"), "amount": {"amount": "95.00", "currency": "EUR"}}
+    body, headers = _signed(settings, event)
+
+    first = await api.post("/v1/payments/webhook", content=body, headers=headers)
+    again = await api.post("/v1/payments/webhook", content=body, headers=headers)
+
+    assert first.status_code == 200 and again.status_code == 200, (first.text, again.text)
+    assert first.json()["status"] == "applied" and again.json()["status"] == "duplicate"
+    async with transaction(sessions) as session:
+        assert (await payments.get_payment(session, payment_id)).status == "awaiting_funds"
+        returned = await session.execute(
+            text("SELECT count(*) FROM payments.journal_entry WHERE reference = :r AND kind = :k"),
+            {"r": str(deal_id), "k": "payment.wrong_currency_returned"},
+        )
+        assert returned.scalar_one() == 1
+        assert (await payments.trial_balance(session)).ledger_balanced
+    assert await _escrow(sessions, deal_id) == 0
+    buyer_cash = payments.user_cash(await _payer(sessions, payment_id))
+    assert await posted(sessions, buyer_cash, "EUR") == 0
+
+
+async def _payer(sessions: SessionFactory, payment_id: uuid.UUID) -> uuid.UUID:
+    async with transaction(sessions) as session:
+        return (await payments.get_payment(session, payment_id)).payer_id
 
 
 async def test_sandbox_settle_refuses_amounts_no_rail_would_send(

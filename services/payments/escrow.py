@@ -39,7 +39,7 @@ from models.payments import (
 from pap.db import insert_unless_conflict
 from services.deals.changes import announce
 from services.errors import Conflict, InvalidInput, NotFound
-from services.payments.ledger import QUANTUM, CurrencyMismatch, balance, entry_by_key, record_entry
+from services.payments.ledger import QUANTUM, balance, entry_by_key, record_entry
 
 SOURCE = "/pap/payments"
 PAYMENT_RECEIVED = "payments.payment.received"
@@ -204,8 +204,6 @@ async def record_provider_payment(
     if status not in ("succeeded", "failed"):
         raise InvalidInput(f"Unknown provider status {status!r}.")
     value = _positive(amount)
-    if amount.currency != payment.currency:
-        raise CurrencyMismatch(f"Payment {payment_id} is in {payment.currency}, not {amount.currency}.")
     inserted = await insert_unless_conflict(
         session,
         ProviderEvent,
@@ -224,6 +222,8 @@ async def record_provider_payment(
     zero = _money(ZERO, payment.currency)
     if inserted.scalar_one_or_none() is None:
         return await _update(session, payment, duplicate=True, applied=zero, excess=zero, newly_funded=False)
+    if status == "succeeded" and amount.currency != payment.currency:
+        return await _bounce_other_currency(session, payment, event_id, amount)
 
     if status == "failed":
         if payment.status == PaymentStatus.AWAITING_FUNDS:
@@ -304,6 +304,41 @@ async def record_provider_payment(
             },
         )
     return update
+
+
+async def _bounce_other_currency(
+    session: AsyncSession, payment: Payment, event_id: str, amount: Money
+) -> PaymentUpdate:
+    """Money the rail collected in another currency than the payment's: booked (the event is kept) and sent
+    straight back, in its own currency, so it is neither lost to a refused webhook nor mixed into escrow."""
+    cash = user_cash(payment.payer_id)
+    await record_entry(
+        session,
+        idempotency_key=f"provider-event:{event_id}",
+        legs=[
+            Leg(debit=EXTERNAL_BANK, credit=cash, amount=amount),
+            Leg(debit=cash, credit=EXTERNAL_BANK, amount=amount),
+        ],
+        kind="payment.wrong_currency_returned",
+        reference=str(payment.deal_id),
+        pending=False,
+    )
+    await _emit(
+        session,
+        payment.deal_id,
+        PAYMENT_RECEIVED,
+        {
+            "payment_id": str(payment.id),
+            "payer_id": str(payment.payer_id),
+            "event_id": event_id,
+            "amount": amount.model_dump(mode="json"),
+            "into_escrow": "0",
+            "refunded_excess": format(amount.amount, "f"),
+            "status": payment.status,
+        },
+    )
+    zero = _money(ZERO, payment.currency)
+    return await _update(session, payment, duplicate=False, applied=zero, excess=amount, newly_funded=False)
 
 
 async def _update(
