@@ -1,4 +1,7 @@
-"""The Kafka topics of the platform, one per bounded context, plus the dead-letter topic."""
+"""The Kafka topics of the platform, one per bounded context that publishes, plus the dead-letter topic.
+
+Deployments declare exactly these (deploy/k8s/extras/kafka-topics.yaml, docker-compose's kafka-init):
+a topic the relay had to create itself would get one replica, which a cluster requiring two in sync refuses."""
 
 from __future__ import annotations
 
@@ -11,8 +14,6 @@ DOCUMENTS = "pap.documents"
 PAYMENTS = "pap.payments"
 HOLDINGS = "pap.holdings"
 PRICING = "pap.pricing"
-NOTIFICATIONS = "pap.notifications"
-ADMIN = "pap.admin"
 DIAGNOSTICS = "pap.diagnostics"
 DEAD_LETTER = "pap.dlq"
 
@@ -26,8 +27,6 @@ ALL_TOPICS = (
     PAYMENTS,
     HOLDINGS,
     PRICING,
-    NOTIFICATIONS,
-    ADMIN,
     DIAGNOSTICS,
     DEAD_LETTER,
 )

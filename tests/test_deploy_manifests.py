@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from events.topics import ALL_TOPICS
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -41,18 +43,7 @@ SEARCH_ATTRIBUTES = {
     "Side": "Keyword",
     "KycStatus": "Keyword",
 }
-TOPICS = {
-    "pap.identity",
-    "pap.profiles",
-    "pap.marketplace",
-    "pap.deals",
-    "pap.documents",
-    "pap.payments",
-    "pap.holdings",
-    "pap.pricing",
-    "pap.diagnostics",
-    "pap.dlq",
-}
+TOPICS = set(ALL_TOPICS)
 DASHBOARD_METRICS = {
     "pap_http_requests_total",
     "pap_http_request_duration_seconds",
