@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_serializer, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_serializer, field_validator
 from sqlalchemy import DateTime, MetaData, func
 from sqlmodel import Column, SQLModel
 from sqlmodel import Field as SQLField
+
+
+def _one_line(value: str) -> str:
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value):  # format characters (ZWNJ) are fine
+        raise ValueError("must be one line of printable text (no line breaks or control characters)")
+    return value
+
+
+OneLine = Annotated[str, AfterValidator(_one_line)]
+"""Text that goes into a line of something else (an email header, a PDF line): no control characters."""
 
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(column_0_label)s",

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from models.base import optional_timestamp_column, timestamp_column, uuid_pk
+from models.base import OneLine, optional_timestamp_column, timestamp_column, uuid_pk
 
 RoleLiteral = Literal["investor", "issuer", "deal_manager", "compliance", "admin"]
 
@@ -105,7 +105,7 @@ class RegisterRequest(BaseModel):
 
     email: str = Field(min_length=3, max_length=320)
     password: str = Field(min_length=1, max_length=1024)
-    full_name: str = Field(min_length=1, max_length=200)
+    full_name: OneLine = Field(min_length=1, max_length=200)
 
 
 class PasswordChange(BaseModel):

@@ -33,6 +33,8 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     SKIPPED = "skipped"
+    FAILED = "failed"
+    """Refused for good (a malformed or rejected address): recorded, and the event's other deliveries go on."""
 
 
 class Notification(SQLModel, table=True):

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: Port = 1025
     smtp_sender: str = "Private Assets Platform <no-reply@pap.local>"
+    sms_provider_url: str | None = None
+    """A hosted SMS API's base URL (POST /messages); outside production, unset means our API's sandbox."""
     otlp_endpoint: str | None = None
 
     # Ports used by `pap up` for what it starts.
@@ -159,6 +161,8 @@ class Settings(BaseSettings):
                 raise ValueError("PAP_KYC_PROVIDER_URL and PAP_PUBLIC_API_URL must be set in production")
             if self.jwt_private_key_file is None:
                 raise ValueError("PAP_JWT_PRIVATE_KEY_FILE must be set in production")
+            if self.sms_provider_url is None:  # the sandbox SMS endpoint is not served in production
+                raise ValueError("PAP_SMS_PROVIDER_URL must be set in production")
         return self
 
     @property

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -100,6 +100,57 @@ async def test_order_confirmation_email_reaches_the_smtp_sink_once(
 
     page = await inbox(api, user)
     assert [n["kind"] for n in page["items"]].count("order_created") == 1
+
+
+async def test_an_email_refused_for_one_party_still_notifies_the_other(
+    api: httpx.AsyncClient, runner: ConsumerRunner, sessions: SessionFactory, settings: Settings
+) -> None:
+    """A name that cannot go into a mail header (stored before names were checked) fails that email for good;
+    the event's other notifications are not rolled back or dead-lettered with it."""
+    refused = await api.post(
+        "/v1/auth/register",
+        json={
+            "email": f"m-{uuid.uuid4().hex[:8]}@example.com",
+            "password": "Kestrel-Harbour-91!",
+            "full_name": "M\r\nBcc: x@y.z",
+        },
+    )
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "full_name"
+    buyer, seller = await register_and_login(api, full_name="Bad Header"), await register_and_login(api)
+    async with transaction(sessions) as session:
+        await session.execute(
+            text("UPDATE identity.user SET full_name = :n WHERE id = :u"), {"n": "Mallory\r\nBcc: x@y.z", "u": buyer.id}
+        )
+    quantity, price = 10, {"amount": "12.5000", "currency": "USD"}
+    event = CloudEvent(
+        source="/tests/marketplace",
+        type="marketplace.trade.matched",
+        subject=str(uuid.uuid4()),
+        data={
+            "trade_id": str(uuid.uuid4()),
+            "deal_id": str(uuid.uuid4()),
+            "quantity": quantity,
+            "price": price,
+            "buyer_id": str(buyer.id),
+            "seller_id": str(seller.id),
+        },
+    )
+
+    assert await runner.handle_once(event) is True
+
+    assert len(mails(settings, seller.email, "trade_matched")) == 1
+    assert mails(settings, buyer.email, "trade_matched") == []
+    for user in (buyer, seller):
+        assert [n["kind"] for n in (await inbox(api, user))["items"]].count("trade_matched") == 1
+    async with transaction(sessions) as session:
+        statuses = await session.execute(
+            select(col(Delivery.user_id), col(Delivery.status), col(Delivery.detail)).where(
+                col(Delivery.event_id) == event.id, col(Delivery.channel) == "email"
+            )
+        )
+        by_user = {row[0]: (row[1], row[2]) for row in statuses.all()}
+    assert by_user[seller.id][0] == "sent"
+    assert by_user[buyer.id][0] == "failed" and "Header" in (by_user[buyer.id][1] or "")
 
 
 async def test_email_turned_off_still_leaves_the_in_app_notification(

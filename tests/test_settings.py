@@ -44,11 +44,15 @@ def test_production_refuses_development_secrets() -> None:
         make(env="production", **real)
     with pytest.raises(ValidationError, match="PAP_KYC_PROVIDER_URL"):  # the sandbox provider is not served there
         make(env="production", kyc_webhook_secret="s3cret-kyc", **real)
+    kyc = {"kyc_webhook_secret": "s3cret-kyc", "kyc_provider_url": "https://kyc.example.com/v1"}
+    with pytest.raises(ValidationError, match="PAP_SMS_PROVIDER_URL"):  # nor is the sandbox SMS endpoint
+        make(env="production", public_api_url="https://pap.example.com", **kyc, **real)
     configured = make(
         env="production",
         kyc_webhook_secret="s3cret-kyc",
         kyc_provider_url="https://kyc.example.com/v1",
         public_api_url="https://pap.example.com",
+        sms_provider_url="https://sms.example.com/v1",
         **real,
     )
     assert configured.is_production

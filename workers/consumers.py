@@ -43,15 +43,16 @@ SILENT_TYPES = frozenset({"marketplace.book.changed"})
 """The busiest event no one is told about (one per order change): skipped before any database work."""
 
 
-def sandbox_sms_provider(settings: Settings) -> HttpSmsProvider:
-    """The SMS provider: our API's sandbox outside production (a real provider would be configured here)."""
-    return HttpSmsProvider(f"http://{settings.api_host}:{settings.api_port}/v1/sandbox/sms")
+def sms_provider(settings: Settings) -> HttpSmsProvider:
+    """The configured provider (`PAP_SMS_PROVIDER_URL`, required in production); else our API's sandbox."""
+    url = settings.sms_provider_url or f"http://{settings.api_host}:{settings.api_port}/v1/sandbox/sms"
+    return HttpSmsProvider(url)
 
 
 def notifications_spec(sessions: SessionFactory, settings: Settings) -> ConsumerSpec:
     mailer = SmtpMailer(settings.smtp_host, settings.smtp_port, settings.smtp_sender)
     keyring = KeyRing.load(settings.state_dir / "keys", settings.jwt_private_key_file)
-    notifier = Notifier(sessions, mailer, sandbox_sms_provider(settings), EmailLinks(keyring, settings.public_url))
+    notifier = Notifier(sessions, mailer, sms_provider(settings), EmailLinks(keyring, settings.public_url))
     return ConsumerSpec(
         name="notifications", topics=NOTIFICATION_TOPICS, handler=notifier.handle, ignored_types=SILENT_TYPES
     )

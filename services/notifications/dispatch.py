@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from events.envelope import CloudEvent
+from events.failures import is_transient
 from models.base import utcnow
 from models.notifications import Category, Channel, Delivery, DeliveryStatus, Notification
 from pap.db import SessionFactory, insert_unless_conflict, transaction
@@ -164,9 +165,17 @@ class Notifier:
                 delivery.status = DeliveryStatus.SKIPPED.value
                 delivery.detail = f"no {channel.value} address"
             else:
-                delivery.provider_ref = await send(delivery.id)
-                delivery.status = DeliveryStatus.SENT.value
-                delivery.sent_at = utcnow()
+                try:
+                    delivery.provider_ref = await send(delivery.id)
+                except Exception as error:
+                    if is_transient(error):
+                        raise  # the consumer retries the event; this delivery is still pending
+                    delivery.status = DeliveryStatus.FAILED.value  # one recipient's refusal never holds up the rest
+                    delivery.detail = f"{type(error).__name__}: {error}"[:1000]
+                    log.warning("notification refused", channel=channel.value, kind=intent.kind, error=delivery.detail)
+                else:
+                    delivery.status = DeliveryStatus.SENT.value
+                    delivery.sent_at = utcnow()
             session.add(delivery)
             log.info("notification delivered", channel=channel.value, kind=intent.kind, status=delivery.status)
 
