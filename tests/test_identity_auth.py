@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -19,7 +21,7 @@ from pap.settings import Settings
 from services.identity.permissions import Role
 from services.identity.tokens import KeyRing
 from tests.factories import PASSWORD, enrol_totp, login, next_totp, register_and_login
-from tests.support import eventually, read_topic
+from tests.support import eventually, mails, read_topic
 
 Headers = Callable[..., dict[str, str]]
 
@@ -84,6 +86,34 @@ async def test_registering_an_existing_email_does_not_reveal_it_nor_create_a_use
     assert again.json()["id"] != str(user.id)
     assert (await login(api, user.email, "Another-Pass-9876!")).status_code == 401
     assert (await login(api, user.email, PASSWORD)).status_code == 200
+
+
+async def test_registering_an_existing_email_again_and_again_notifies_its_owner_once(
+    api: httpx.AsyncClient, sessions: SessionFactory, settings: Settings
+) -> None:
+    """Anyone may send these requests without end; the owner hears of them once an hour, not once each."""
+    user = await register_and_login(api)
+    body = {"email": user.email, "password": "Another-Pass-9876!", "full_name": "Imposter"}
+    hours = {datetime.now(UTC).hour}
+    answers = await asyncio.gather(*(api.post("/v1/auth/register", json=body) for _ in range(4)))
+    hours.add(datetime.now(UTC).hour)  # one notice per clock hour: two if the attempts straddled one
+    assert [a.status_code for a in answers] == [201] * 4
+    async with sessions() as session:
+        announced = await session.execute(
+            text("SELECT count(*) FROM platform.outbox_event WHERE type = :t AND key = :k"),
+            {"t": "identity.user.registration_existing_email", "k": str(user.id)},
+        )
+        audited = await session.execute(
+            text("SELECT count(*) FROM admin.audit_entry WHERE action = :t AND entity_id = :k"),
+            {"t": "identity.user.registration_existing_email", "k": str(user.id)},
+        )
+        assert announced.scalar_one() == len(hours) and audited.scalar_one() == 4  # every attempt is on record
+    notices = await eventually(lambda: _security_mails(settings, user.email), lambda m: len(m) >= len(hours))
+    assert len(notices) == len(hours)
+
+
+async def _security_mails(settings: Settings, to: str) -> list[object]:
+    return list(mails(settings, to, "registration_attempt"))
 
 
 async def test_unknown_email_and_wrong_password_are_the_same_401(api: httpx.AsyncClient, redis: Redis) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models.base import utcnow
 from models.identity import User, UserRead
 from services.errors import Conflict, InvalidInput, NotFound
 from services.identity import trail
@@ -78,8 +79,9 @@ async def register(session: AsyncSession, *, email: str, password: str, full_nam
     email = normalise_email(email)
     check_policy(password, email=email)
     password_hash = await hash_password(password)  # also for an existing email: same work, same timing
-    existing = await find_by_email(session, email)
+    existing = await find_by_email(session, email, for_update=True)  # concurrent attempts take turns
     if existing is not None:
+        hour = utcnow().strftime("%Y-%m-%dT%H")
         await trail.security_event(
             session,
             trail.REGISTRATION_EXISTING_EMAIL,
@@ -87,6 +89,7 @@ async def register(session: AsyncSession, *, email: str, password: str, full_nam
             entity_type="user",
             entity_id=existing.id,
             data={},
+            event_id=uuid.uuid5(existing.id, f"registration-existing-email:{hour}"),  # one notice an hour at most
         )
         return UserRead(id=uuid.uuid4(), email=email, full_name=full_name.strip(), roles=[Role.INVESTOR.value])
     user = User(email=email, full_name=full_name.strip(), password_hash=password_hash, roles=[Role.INVESTOR.value])
