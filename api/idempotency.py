@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import Headers
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
@@ -31,6 +33,21 @@ HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 _REPLAYED_HEADERS = ("content-type", "location")
 CREDENTIAL_ROUTES = ("/v1/auth/token", "/v1/auth/refresh", "/v1/auth/mfa/")
+MAX_PATH_IN_SCOPE = 128
+"""Longer paths are hashed: the caller's part (at most 64) and the path must fit a 256-character key."""
+_EXPIRED = text(
+    """
+    DELETE FROM platform.idempotency_record WHERE ctid IN (
+        SELECT ctid FROM platform.idempotency_record WHERE created_at < :before LIMIT :limit
+    )
+    """
+)
+
+
+async def prune_idempotency_records(session: AsyncSession, *, before: datetime, limit: int) -> int:
+    """Stored responses older than `before` (housekeeping); a retry after that runs the request again."""
+    result = await session.execute(_EXPIRED, {"before": before, "limit": limit})
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]  # a DELETE gives a CursorResult
 
 
 async def default_scope(request: Request) -> str:
@@ -84,7 +101,10 @@ class IdempotencyMiddleware(BaseHTTPMiddleware):
             )
         body = await request.body()
         request_hash = hashlib.sha256(body).hexdigest()
-        scope = f"{await self._scope_of(request)}:{request.url.path}"
+        path = request.url.path
+        if len(path) > MAX_PATH_IN_SCOPE:  # any path a client sends must fit the scope column
+            path = "sha256:" + hashlib.sha256(path.encode()).hexdigest()
+        scope = f"{await self._scope_of(request)}:{path}"
         sessions = self._sessions()
 
         async with transaction(sessions) as session:

@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     """Published outbox rows; the topics keep events as long (parked, unpublished rows stay)."""
     processed_event_retention_days: float = Field(default=35.0, gt=0)
     """De-duplication rows: past the dead-letter topic's 30 days, so a replay still finds them."""
+    idempotency_key_retention_days: float = Field(default=1.0, gt=0)
+    """Stored first responses to `Idempotency-Key` POSTs: a client retries within minutes, not days."""
     password_reset_retention_days: float = Field(default=30.0, gt=0)
     """Password resets, counted from their link's expiry (the audit trail keeps the requests)."""
     pricing_quote_retention_days: float = Field(default=365.0, gt=0)

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlmodel import col, select
@@ -129,3 +130,26 @@ async def test_housekeeping_prunes_password_resets_a_month_after_their_links_exp
     async with sessions() as session:
         left = (await session.exec(select(PasswordReset.id).where(PasswordReset.user_id == user.id))).all()
     assert set(left) == {recent.id}
+
+
+async def test_housekeeping_forgets_idempotent_responses_after_a_day(
+    api: httpx.AsyncClient, sessions: SessionFactory, settings: Settings
+) -> None:
+    """Anyone can store a response by sending a key (even to a path that does not exist); none is kept for ever."""
+    keys = [f"hk-{uuid.uuid4()}" for _ in range(2)]
+    for key in keys:
+        answer = await api.post(f"/v1/nowhere-{'x' * 300}", headers={"Idempotency-Key": key})  # a path too long to keep
+        assert answer.status_code == 404, answer.text
+    async with transaction(sessions) as session:
+        await session.execute(
+            text("UPDATE platform.idempotency_record SET created_at = now() - interval '25 hours' WHERE key = :k"),
+            {"k": keys[0]},
+        )
+    housekeeper = Housekeeper(sessions, Retention.from_settings(settings), interval=60, batch_size=100)
+    pruned = await housekeeper.prune_once(asyncio.Event())
+    assert pruned["platform.idempotency_record"] >= 1
+    async with sessions() as session:
+        left = await session.execute(
+            text("SELECT key FROM platform.idempotency_record WHERE key = ANY(:keys)"), {"keys": keys}
+        )
+        assert [row[0] for row in left.all()] == [keys[1]]

@@ -1,7 +1,7 @@
 """Housekeeping: every few minutes, delete in batches the rows no reader needs any more.
 
 Without it the outbox, the consumers' de-duplication marks, the pricing
-quotes (one row per order-book change) and spent password resets grow for ever;
+quotes (one row per order-book change), spent password resets and stored idempotent responses grow for ever;
 it also times out ledger holds past their expiry (their funds are free again). Each table is pruned by
 its owner's function; a transaction-scoped advisory lock per table lets one
 consumers replica prune it while the others skip the round.
@@ -19,6 +19,7 @@ import structlog
 from prometheus_client import Counter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api.idempotency import prune_idempotency_records
 from events.retention import prune_processed_events, prune_published_outbox
 from models.base import utcnow
 from pap.aio import wait_any
@@ -45,6 +46,7 @@ class Retention:
     processed_events: timedelta
     quotes: timedelta
     password_resets: timedelta
+    idempotency_keys: timedelta
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Retention:
@@ -53,6 +55,7 @@ class Retention:
             processed_events=timedelta(days=settings.processed_event_retention_days),
             quotes=timedelta(days=settings.pricing_quote_retention_days),
             password_resets=timedelta(days=settings.password_reset_retention_days),
+            idempotency_keys=timedelta(days=settings.idempotency_key_retention_days),
         )
 
 
@@ -85,6 +88,7 @@ class Housekeeper:
             "platform.processed_event": (prune_processed_events, now - self.retention.processed_events),
             "pricing.quote": (prune_quotes, now - self.retention.quotes),
             "identity.password_reset": (prune_password_resets, now - self.retention.password_resets),
+            "platform.idempotency_record": (prune_idempotency_records, now - self.retention.idempotency_keys),
             "payments.expired_hold": (_expire_holds, now),
         }
         pruned: dict[str, int] = {}
