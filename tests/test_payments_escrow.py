@@ -62,6 +62,25 @@ async def test_funding_instructions_are_idempotent_per_deal_and_payer(sessions: 
     assert first.amount == usd("250.00")
 
 
+async def test_a_payer_the_deal_comes_back_to_can_fund_it_again(sessions: SessionFactory) -> None:
+    """The company buys by ROFR, defaults and is refunded; a backup buyer follows, and the company exercises
+    its ROFR again: its payment opens again, and paying it funds the deal (it used to be bounced for ever)."""
+    deal_id, company, payment_id = await _instructions(sessions)
+    await _pay(sessions, payment_id, "400.00")
+    async with transaction(sessions) as session:
+        await payments.refund_escrow(session, deal_id=deal_id, reason="the buyer missed the funding deadline")
+    assert await _escrow(sessions, deal_id) == 0
+
+    async with transaction(sessions) as session:
+        again = await payments.create_funding_instructions(
+            session, deal_id=deal_id, buyer_id=company, amount=usd("1000.00"), reference="DEAL-again"
+        )
+    assert again.payment_id == payment_id
+    paid = await _pay(sessions, payment_id, "1000.00")
+    assert paid.status == PaymentStatus.FUNDED and paid.funded and paid.refunded_excess == usd("0")
+    assert await _escrow(sessions, deal_id) == Decimal("1000.00")
+
+
 async def test_full_payment_funds_escrow_once_and_emits_events(sessions: SessionFactory) -> None:
     deal_id, buyer_id, payment_id = await _instructions(sessions)
     event_id = f"evt_{uuid.uuid4().hex}"

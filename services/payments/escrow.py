@@ -136,7 +136,8 @@ async def deal_payments(session: AsyncSession, deal_id: uuid.UUID) -> list[Payme
 async def create_funding_instructions(
     session: AsyncSession, *, deal_id: uuid.UUID, buyer_id: uuid.UUID, amount: Money, reference: str
 ) -> FundingInstructions:
-    """What the buyer must pay into the deal's escrow; one payment per deal and payer (a retry returns it)."""
+    """What the buyer must pay into the deal's escrow; one payment per deal and payer (a retry returns it,
+    and a payer the deal comes back to finds their refunded payment open again)."""
     expected = _positive(amount)
     now = utcnow()
     inserted = await insert_unless_conflict(
@@ -163,9 +164,16 @@ async def create_funding_instructions(
         await session.exec(
             select(Payment)
             .where(Payment.deal_id == deal_id, Payment.payer_id == buyer_id)
+            .with_for_update()
             .execution_options(populate_existing=True)
         )
     ).one()
+    if payment.status == PaymentStatus.REFUNDED:  # the payer is the deal's buyer again (the company, by a 2nd ROFR)
+        payment.status = PaymentStatus.AWAITING_FUNDS.value
+        payment.received_amount = payment.escrowed_amount = ZERO  # what came before was refunded in full
+        payment.updated_at = now
+        session.add(payment)
+        created = True
     if payment.amount != expected or payment.currency != amount.currency:
         raise PaymentMismatch(f"Deal {deal_id} already expects {payment.amount} {payment.currency} from this payer.")
     if created:  # asking again (a page view, a retry) changes nothing: no one waiting on the deal is woken
