@@ -13,6 +13,7 @@ from sqlmodel import col
 from models.marketplace import Order, Trade
 from pap.db import SessionFactory, transaction
 from services.identity.permissions import Role
+from tests.factories import register_and_login
 
 Headers = Callable[..., dict[str, str]]
 
@@ -31,9 +32,10 @@ def order_body(security_id: uuid.UUID, side: str, quantity: int, price: str, **e
 async def seller_with_shares(
     api: httpx.AsyncClient, token_for: Headers, security_id: uuid.UUID, quantity: int
 ) -> tuple[uuid.UUID, dict[str, str]]:
-    """An investor who declared `quantity` shares, verified by compliance, through the API."""
-    user_id = uuid.uuid4()
-    headers = token_for(user_id, Role.INVESTOR)
+    """An investor (a registered user: the deal a trade opens renders documents naming them) who declared
+    `quantity` shares, verified by compliance, through the API."""
+    seller = await register_and_login(api, full_name="Sam Seller")
+    user_id, headers = seller.id, seller.headers
     holding = await api.post(
         "/v1/holdings", json={"security_id": str(security_id), "quantity": quantity}, headers=headers
     )

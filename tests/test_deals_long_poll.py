@@ -103,12 +103,12 @@ async def test_the_deal_carries_an_etag_and_an_unchanged_deal_answers_304(
 
 
 async def expect_payment(sessions: SessionFactory, deal_id: uuid.UUID, _stage: DealStage) -> None:
-    """Funding instructions: the deal's payments (part of its body) change, its stage does not."""
+    """Funding instructions: the deal's payments (part of its body, the buyer's own) change, its stage does not."""
     async with transaction(sessions) as session:
         await payments.create_funding_instructions(
             session,
             deal_id=deal_id,
-            buyer_id=uuid.uuid4(),
+            buyer_id=(await deals.get_deal(session, deal_id)).buyer_id,
             amount=Money(amount=Decimal("20.00"), currency="USD"),
             reference=f"test-{deal_id}",
         )
