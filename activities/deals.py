@@ -42,6 +42,7 @@ from services.admin.audit import record_audit
 from services.admin.freeze import is_frozen
 from services.identity.users import get_user
 from services.marketplace.after_commit import refresh_order_workflows
+from services.marketplace.errors import BidNotAvailable
 
 SOURCE = "/pap/deals"
 
@@ -198,13 +199,17 @@ class DealActivities:
                     break
                 if await _buyer_ineligibility(session, bid.user_id):  # KYC, accreditation or a freeze since the bid
                     passed_over.add(bid.user_id)
-                else:
-                    candidate = bid
+                    continue
+                try:
+                    await marketplace.take_backup_bid(
+                        session, order_id=bid.order_id, deal_id=deal.id, quantity=deal.quantity
+                    )
+                except BidNotAvailable:  # cancelled or filled since it was read: on to the next best bid
+                    passed_over.add(bid.user_id)
+                    continue
+                candidate = bid
             if candidate is None:
                 return None
-            await marketplace.take_backup_bid(
-                session, order_id=candidate.order_id, deal_id=deal.id, quantity=deal.quantity
-            )
             withdrawn = await marketplace.drop_defaulted_buyer(
                 session, deal_id=deal.id, buyer_id=defaulter, reason=reason
             )

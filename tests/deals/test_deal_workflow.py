@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 from temporalio import activity
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
@@ -483,6 +483,48 @@ async def test_a_backup_bidder_no_longer_eligible_is_passed_over_for_the_next_bi
     untouched = (await api.get(f"/v1/orders/{lapsed_bid['id']}", headers=lapsed.headers)).json()
     assert untouched["status"] == "open" and untouched["filled_quantity"] == 0, untouched
     await backup_closes_the_deal(handle, params, sessions, people, backup.id)
+
+
+async def test_a_backup_bid_cancelled_while_it_is_being_taken_passes_to_the_next_bid(
+    people: Parties,
+    sessions: SessionFactory,
+    api: httpx.AsyncClient,
+    real_activities: DealActivities,
+    temporal_client: Client,
+) -> None:
+    """The best bid is read, then cancelled before its row lock is taken: the next best bid is the backup
+    (a refusal here would cancel the whole deal)."""
+    best = await make_verified_buyer(api, compliance_headers=people.compliance)
+    best_bid = await place(api, best.headers, order_body(people.security_id, "buy", 10, "70.00"))
+    backup = await make_verified_buyer(api, compliance_headers=people.compliance)
+    await place(api, backup.headers, order_body(people.security_id, "buy", 10, "60.00"))
+    params = await brokered_deal(sessions, people, quantity=10, price="50")
+    ref = DealRef(deal_id=params.deal_id, reason=f"{people.buyer.id},{people.seller.id}")
+
+    async with sessions() as canceller, canceller.begin():
+        await canceller.execute(  # the bidder's cancel holds the order row...
+            text("SELECT id FROM marketplace.order WHERE id = :o FOR UPDATE"), {"o": best_bid["id"]}
+        )
+        finding = asyncio.ensure_future(
+            ActivityEnvironment(temporal_client).run(real_activities.find_backup_buyer, ref)
+        )
+        await eventually(lambda: _waiting_on_an_order(sessions), what="the backup search to wait for the order")
+        await canceller.execute(  # ...and commits while the backup search waits for it
+            text("UPDATE marketplace.order SET status = 'cancelled' WHERE id = :o"), {"o": best_bid["id"]}
+        )
+    found = await finding
+    assert found is not None and found.buyer_id == backup.id
+
+
+async def _waiting_on_an_order(sessions: SessionFactory) -> bool:
+    async with sessions() as session:
+        waiting = await session.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND query ILIKE '%order%FOR UPDATE%'"
+            )
+        )
+        return bool(waiting.scalar_one())
 
 
 async def test_a_defaulting_matched_buyer_gives_back_the_fill_and_their_bid_is_withdrawn(
