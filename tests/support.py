@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import text
 
 from events.consumer import ConsumerRunner, ConsumerSpec
 from events.envelope import CloudEvent
@@ -100,3 +101,13 @@ def csrf_token(html: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert match, "no CSRF field in the form"
     return match.group(1)
+
+
+async def waiting_for_a_lock(sessions: SessionFactory, query_like: str) -> bool:
+    """Whether some backend waits for a row lock in a statement matching `query_like` (SQL ILIKE)."""
+    async with sessions() as session:
+        waiting = await session.execute(
+            text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE :q"),
+            {"q": query_like},
+        )
+        return bool(waiting.scalar_one())

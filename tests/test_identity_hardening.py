@@ -22,7 +22,7 @@ from services.identity.permissions import Role
 from services.identity.tokens import KeyRing
 from services.identity.users import BootstrapEmailTaken, LastAdmin, find_by_email
 from tests.factories import PASSWORD, enrol_totp, login, register_and_login
-from tests.support import csrf_token, eventually
+from tests.support import csrf_token, eventually, waiting_for_a_lock
 
 Headers = Callable[..., dict[str, str]]
 
@@ -202,23 +202,15 @@ async def test_mfa_upgrade_waits_for_a_refresh_of_the_same_session_without_holdi
                 return await identity.upgrade_to_mfa(session, redis, keyring, user_id=user.id, session_id=session_id)
 
         upgrading = asyncio.create_task(upgrade())
-        await eventually(lambda: _waiting_for_a_lock(sessions), what="the upgrade to wait for the token lock")
+        await eventually(
+            lambda: waiting_for_a_lock(sessions, "%identity.refresh_token%"),
+            what="the upgrade to wait for the token lock",
+        )
         locked = await refresh.execute(  # the refresh's next step: the upgrade must not be holding this row
             text("SELECT id FROM identity.session WHERE id = :s FOR UPDATE NOWAIT"), {"s": session_id}
         )
         assert locked.scalar_one() == session_id
     assert await upgrading is not None
-
-
-async def _waiting_for_a_lock(sessions: SessionFactory) -> bool:
-    async with sessions() as session:
-        waiting = await session.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE wait_event_type = 'Lock' AND query ILIKE '%identity.refresh_token%'"
-            )
-        )
-        return bool(waiting.scalar_one())
 
 
 NEW_PASSWORD = "Fresh-Harbour-Lantern-42"

@@ -277,20 +277,7 @@ async def record_provider_payment(
     payment.updated_at = utcnow()
     session.add(payment)
     await session.flush()
-    await _emit(
-        session,
-        payment.deal_id,
-        PAYMENT_RECEIVED,
-        {
-            "payment_id": str(payment.id),
-            "payer_id": str(payment.payer_id),
-            "event_id": event_id,
-            "amount": _money(value, payment.currency).model_dump(mode="json"),
-            "into_escrow": format(into_escrow, "f"),
-            "refunded_excess": format(excess, "f"),
-            "status": payment.status,
-        },
-    )
+    await _emit_received(session, payment, event_id, _money(value, payment.currency), into_escrow, excess)
     update = await _update(
         session,
         payment,
@@ -314,6 +301,26 @@ async def record_provider_payment(
     return update
 
 
+async def _emit_received(
+    session: AsyncSession, payment: Payment, event_id: str, amount: Money, into_escrow: Decimal, excess: Decimal
+) -> None:
+    """`payments.payment.received`: what arrived, what went into escrow and what went straight back."""
+    await _emit(
+        session,
+        payment.deal_id,
+        PAYMENT_RECEIVED,
+        {
+            "payment_id": str(payment.id),
+            "payer_id": str(payment.payer_id),
+            "event_id": event_id,
+            "amount": amount.model_dump(mode="json"),
+            "into_escrow": format(into_escrow, "f"),
+            "refunded_excess": format(excess, "f"),
+            "status": payment.status,
+        },
+    )
+
+
 async def _bounce_other_currency(
     session: AsyncSession, payment: Payment, event_id: str, amount: Money
 ) -> PaymentUpdate:
@@ -331,20 +338,7 @@ async def _bounce_other_currency(
         reference=str(payment.deal_id),
         pending=False,
     )
-    await _emit(
-        session,
-        payment.deal_id,
-        PAYMENT_RECEIVED,
-        {
-            "payment_id": str(payment.id),
-            "payer_id": str(payment.payer_id),
-            "event_id": event_id,
-            "amount": amount.model_dump(mode="json"),
-            "into_escrow": "0",
-            "refunded_excess": format(amount.amount, "f"),
-            "status": payment.status,
-        },
-    )
+    await _emit_received(session, payment, event_id, amount, ZERO, amount.amount)
     zero = _money(ZERO, payment.currency)
     return await _update(session, payment, duplicate=False, applied=zero, excess=amount, newly_funded=False)
 

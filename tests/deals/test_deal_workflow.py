@@ -58,7 +58,7 @@ from tests.deals.workflow_support import (
 from tests.factories import make_verified_buyer
 from tests.histories.record import save_if_recording
 from tests.marketplace_support import order_body, place
-from tests.support import eventually
+from tests.support import eventually, waiting_for_a_lock
 from workers.registry import activity_methods
 from workflows.deals import DealExecutionWorkflow
 
@@ -508,23 +508,14 @@ async def test_a_backup_bid_cancelled_while_it_is_being_taken_passes_to_the_next
         finding = asyncio.ensure_future(
             ActivityEnvironment(temporal_client).run(real_activities.find_backup_buyer, ref)
         )
-        await eventually(lambda: _waiting_on_an_order(sessions), what="the backup search to wait for the order")
+        await eventually(
+            lambda: waiting_for_a_lock(sessions, "%order%FOR UPDATE%"), what="the backup search to wait for the order"
+        )
         await canceller.execute(  # ...and commits while the backup search waits for it
             text("UPDATE marketplace.order SET status = 'cancelled' WHERE id = :o"), {"o": best_bid["id"]}
         )
     found = await finding
     assert found is not None and found.buyer_id == backup.id
-
-
-async def _waiting_on_an_order(sessions: SessionFactory) -> bool:
-    async with sessions() as session:
-        waiting = await session.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE wait_event_type = 'Lock' AND query ILIKE '%order%FOR UPDATE%'"
-            )
-        )
-        return bool(waiting.scalar_one())
 
 
 async def test_a_defaulting_matched_buyer_gives_back_the_fill_and_their_bid_is_withdrawn(
