@@ -8,7 +8,7 @@ the worker.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -20,6 +20,7 @@ from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
 from models.base import Money, optional_timestamp_column, timestamp_column, uuid_pk
+from models.companies import BlackoutWindow
 
 
 class DealStage(StrEnum):
@@ -44,6 +45,10 @@ class IssuerDecision(StrEnum):
     REJECT = "reject"
 
 
+MAX_DEADLINE_DAYS = 5 * 366
+"""However long a company's blackouts, a deal's deadline lies within this many days."""
+
+
 class FrozenTransferPolicy(BaseModel):
     """The company's transfer policy as it was when the deal started; later policy changes never reach it."""
 
@@ -52,6 +57,22 @@ class FrozenTransferPolicy(BaseModel):
     rofr_lapse_is_waiver: bool = True
     rofr_exercise_substitutes_buyer: bool = True
     transfer_fee_bps: int = Field(default=0, ge=0, le=10_000)
+    blackout_windows: list[BlackoutWindow] = Field(default_factory=list, max_length=100)
+    """Known when the deal started: the issuer cannot confirm a transfer inside one."""
+
+    def blackout_on(self, on_date: date) -> BlackoutWindow | None:
+        """The window that forbids a transfer on `on_date`, if any."""
+        return next((window for window in self.blackout_windows if window.covers(on_date)), None)
+
+    def calendar_days_for(self, open_days: int, start: date) -> int:
+        """Calendar days from `start` that hold `open_days` days outside every blackout window: a deadline for
+        something a blackout forbids is pushed back by the blackout days it spans."""
+        calendar_days = 0
+        while open_days > 0 and calendar_days < MAX_DEADLINE_DAYS:
+            if self.blackout_on(start + timedelta(days=calendar_days)) is None:
+                open_days -= 1
+            calendar_days += 1
+        return calendar_days
 
 
 class DealDeadlines(BaseModel):

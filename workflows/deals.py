@@ -66,6 +66,9 @@ settlement moves no money or shares while the deal is on hold."""
 REFUSED_STEP_CANCELS = "refused-step-cancels-the-deal"
 """Patch: a step the domain refuses (a non-retryable activity failure) cancels the deal with its compensations,
 where it used to fail the workflow (and, before the refusal was non-retryable, retry for ever)."""
+SETTLEMENT_WAITS_OUT_BLACKOUTS = "settlement-waits-out-blackouts"
+"""Patch: the settlement deadline counts only days outside the company's blackout windows (known when the deal
+started), in which the issuer cannot confirm the transfer."""
 
 NOTICE = "stock_transfer_notice"
 BUYER_DOCUMENTS = ["stock_transfer_agreement", "issuer_consent", "joinder"]
@@ -231,16 +234,17 @@ class DealExecutionWorkflow:
 
     async def _settlement(self) -> None:
         await self._gate()
+        days = self.params.deadlines.settlement_days
+        if workflow.patched(SETTLEMENT_WAITS_OUT_BLACKOUTS):
+            days = self.params.policy.calendar_days_for(days, workflow.now().date())
         await self._advance(
             DealStage.SETTLING,
             "platform",
             "awaiting the issuer's or transfer agent's confirmation",
             next_actor="issuer or transfer agent: confirm the transfer",
-            deadline_days=self.params.deadlines.settlement_days,
+            deadline_days=days,
         )
-        if not await self._wait(
-            lambda: self.settlement_confirmed, timedelta(days=self.params.deadlines.settlement_days)
-        ):
+        if not await self._wait(lambda: self.settlement_confirmed, timedelta(days=days)):
             raise DealCancelledError("the transfer was not confirmed in time")
         if self.on_hold and workflow.patched(HOLD_STOPS_THE_DEAL):
             await self._gate()  # held after the confirmation: escrow and shares wait for the hold to be lifted
@@ -364,6 +368,13 @@ class DealExecutionWorkflow:
             raise ApplicationError("the deal is being cancelled", type="DealStageConflict")
         if self.on_hold:
             raise ApplicationError("the deal is on hold until compliance lifts it", type="DealStageConflict")
+        blackout = self.params.policy.blackout_on(workflow.now().date())
+        if blackout is not None:
+            raise ApplicationError(
+                f"the company allows no transfers from {blackout.start_date} to {blackout.end_date}",
+                {"start_date": blackout.start_date.isoformat(), "end_date": blackout.end_date.isoformat()},
+                type="TransferBlackout",
+            )
 
     @workflow.update(name="cancel")
     async def cancel(self, request: CancelInput) -> DealState:

@@ -183,7 +183,7 @@ async def issuer_decision(
     deal = await deals.deal_for_viewer(session, deal_id, principal)
     _require_issuer_or_manager(principal, deal)
     decision = IssuerDecisionInput(decision=body.decision, reason=body.reason, actor_id=principal.user_id)
-    return await _update(temporal, deal_id, "issuer_decision", decision)
+    return await update_deal_workflow(temporal, deal_id, "issuer_decision", decision)
 
 
 @router.post("/{deal_id}/funding")
@@ -209,7 +209,9 @@ async def confirm_settlement(
     _mfa_first(principal)
     deal = await deals.deal_for_viewer(session, deal_id, principal)
     _require_issuer_or_manager(principal, deal)
-    return await _update(temporal, deal_id, "confirm_settlement", SettlementConfirmation(actor_id=principal.user_id))
+    return await update_deal_workflow(
+        temporal, deal_id, "confirm_settlement", SettlementConfirmation(actor_id=principal.user_id)
+    )
 
 
 @router.post("/{deal_id}/cancel")
@@ -218,7 +220,9 @@ async def cancel_deal(
 ) -> DealState:
     deal = await deals.deal_for_viewer(session, deal_id, principal)
     deals.ensure_not_a_party(principal, deal.buyer_id, deal.seller_id)
-    return await _update(temporal, deal_id, "cancel", CancelInput(reason=body.reason, actor_id=principal.user_id))
+    return await update_deal_workflow(
+        temporal, deal_id, "cancel", CancelInput(reason=body.reason, actor_id=principal.user_id)
+    )
 
 
 def _mfa_first(principal: Principal) -> None:
@@ -239,7 +243,8 @@ def _require_issuer_or_manager(principal: Principal, deal: Deal) -> None:
     raise Forbidden("Only the company's issuer or a deal manager may do this.")
 
 
-async def _update(client: Client, deal_id: uuid.UUID, name: str, argument: object) -> DealState:
+async def update_deal_workflow(client: Client, deal_id: uuid.UUID, name: str, argument: object) -> DealState:
+    """Send an Update to the deal's workflow; its validator's refusals become 409 problems."""
     handle = client.get_workflow_handle(deal_workflow_id(deal_id))
     try:
         state: DealState = await handle.execute_update(name, argument, result_type=DealState)
@@ -247,6 +252,9 @@ async def _update(client: Client, deal_id: uuid.UUID, name: str, argument: objec
         cause = error.cause
         if isinstance(cause, ApplicationError) and cause.type == "DealStageConflict":
             raise DealStageConflict(cause.message) from None
+        if isinstance(cause, ApplicationError) and cause.type == "TransferBlackout":
+            window = cause.details[0] if cause.details else {}
+            raise DealStageConflict(f"The company {cause.message}; confirm the transfer after it.", **window) from None
         raise
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:

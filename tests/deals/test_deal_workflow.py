@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -21,7 +21,9 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.deals import DealActivities
+from api.routers.deals import update_deal_workflow
 from models.base import Money
+from models.companies import BlackoutWindow
 from models.deals import (
     CancelInput,
     DealRef,
@@ -40,6 +42,7 @@ from pap.db import SessionFactory, transaction
 from pap.settings import Settings
 from pap.storage import LocalObjectStore
 from services import deals, documents, holdings, marketplace, payments
+from services.deals.errors import DealStageConflict
 from tests.deal_support import Parties, TokenFor, brokered_deal
 from tests.deals.workflow_support import (
     at_stage,
@@ -85,6 +88,36 @@ async def test_happy_path_moves_money_and_shares_once(
     for stage in DealStage:
         if stage is not DealStage.CANCELLED:
             assert stage.value in timeline
+
+
+async def test_a_blackout_window_holds_the_transfer_and_pushes_the_settlement_deadline_back(
+    time_skipping_env: WorkflowEnvironment, worker: str, people: Parties, sessions: SessionFactory
+) -> None:
+    today = datetime.now(UTC).date()
+    blackout = BlackoutWindow(start_date=today - timedelta(days=1), end_date=today + timedelta(days=4))
+    params = await brokered_deal(sessions, people, blackout_windows=[blackout])
+    handle = await start(time_skipping_env, worker, params)
+    await to_funding(handle, params)
+    await fund(sessions, handle, params, people.buyer.id)
+    await at_stage(handle, DealStage.SETTLING)
+    confirmation = SettlementConfirmation(actor_id=params.company_id)
+    with pytest.raises(DealStageConflict) as refused:  # as the API answers the issuer: 409, with the window
+        await update_deal_workflow(time_skipping_env.client, params.deal_id, "confirm_settlement", confirmation)
+    assert refused.value.extra == {
+        "start_date": blackout.start_date.isoformat(),
+        "end_date": blackout.end_date.isoformat(),
+    }
+    assert "confirm the transfer after it" in refused.value.detail
+    assert await available(sessions, people) == 900  # still reserved: nothing moved
+
+    await time_skipping_env.sleep(timedelta(days=params.deadlines.settlement_days + 2))
+    assert (await state(handle)).stage is DealStage.SETTLING  # the blackout's days did not count
+    assert await update_and_finish(handle, "confirm_settlement", confirmation) is DealStage.CLOSED
+    async with sessions() as session:
+        assert await holdings.available_shares(session, people.buyer.id, people.security_id) == 100
+    await save_if_recording(
+        time_skipping_env.client, f"deal-{params.deal_id}", "DealExecution--settlement-after-blackout"
+    )
 
 
 async def test_rofr_lapse_counts_as_waiver_when_the_policy_says_so(
