@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     """Published outbox rows; the topics keep events as long (parked, unpublished rows stay)."""
     processed_event_retention_days: float = Field(default=35.0, gt=0)
     """De-duplication rows: past the dead-letter topic's 30 days, so a replay still finds them."""
+    registrations_per_address_per_hour: int = Field(default=20, ge=1)
+    """Sign-ups (API and app) one client address may attempt per hour."""
     idempotency_key_retention_days: float = Field(default=1.0, gt=0)
     """Stored first responses to `Idempotency-Key` POSTs: a client retries within minutes, not days."""
     password_reset_retention_days: float = Field(default=30.0, gt=0)

@@ -73,6 +73,7 @@ async def stack(state_dir: Path) -> AsyncIterator[EmbeddedStack]:
         workflow_backstop_delay_seconds=86_400,
         consumer_session_timeout_ms=3_000,
         worker_sticky_timeout_seconds=2.0,  # the fault tests kill the worker: its workflows move on sooner
+        registrations_per_address_per_hour=1_000_000,  # every test user signs up from 127.0.0.1
     )
     settings = settings.model_copy(update={k: v for k, v in EXTERNAL.items() if v})
     embedded = EmbeddedStack(settings, persistent=False)

@@ -371,3 +371,21 @@ async def test_security_events_reach_the_audit_trail_and_kafka(
 
     found = await eventually(events, lambda es: len(es) >= 2, timeout=20, what="identity events on Kafka")
     assert {"identity.user.registered", "identity.login.failed"} <= {e.type for e in found}
+
+
+async def test_sign_ups_from_one_address_are_limited_per_hour(
+    api: httpx.AsyncClient, redis: Redis, settings: Settings
+) -> None:
+    """The test stack allows a million an hour (every test signs up from here): fill the counter to it."""
+    key = "pap:identity:register:ip:127.0.0.1"
+    await redis.set(key, settings.registrations_per_address_per_hour, ex=3600)
+    email = f"late-{uuid.uuid4().hex}@example.com"
+    try:
+        refused = await api.post(
+            "/v1/auth/register", json={"email": email, "password": PASSWORD, "full_name": "Late Comer"}
+        )
+    finally:
+        await redis.delete(key)
+    assert refused.status_code == 429 and problem_type(refused) == "registration-throttled"
+    assert int(refused.headers["Retry-After"]) > 0
+    assert (await login(api, email, PASSWORD)).status_code == 401  # no account was created

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from api.deps import RedisDep, SessionsDep, StateDep
+from api.deps import RedisDep, SessionsDep, SettingsDep, StateDep
 from models.identity import (
     PasswordChange,
     PasswordResetAccepted,
@@ -37,6 +37,8 @@ async def signup_page(request: Request) -> Response:
 async def signup(
     request: Request,
     sessions: SessionsDep,
+    redis: RedisDep,
+    settings: SettingsDep,
     email: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
     full_name: Annotated[str, Form()] = "",
@@ -44,10 +46,16 @@ async def signup(
     form = {"email": email, "full_name": full_name}
     try:
         body = RegisterRequest(email=email, password=password, full_name=full_name)
+        await identity.take_registration_slot(
+            redis, ip=_ip(request), per_hour=settings.registrations_per_address_per_hour
+        )
         async with transaction(sessions) as session:
             await identity.register(session, email=body.email, password=body.password, full_name=body.full_name)
     except (DomainError, ValidationError) as error:
-        return await render(request, "signup.html", {"errors": field_errors(error), "form": form}, status_code=422)
+        status_code = error.status if isinstance(error, DomainError) else 422
+        return await render(
+            request, "signup.html", {"errors": field_errors(error), "form": form}, status_code=status_code
+        )
     return await render(request, "login.html", {"form": {"username": email}, "notice": "Account created: log in."})
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Request, Response, status
 
 from api.auth import CurrentUser
-from api.deps import RedisDep, SessionDep, SessionsDep, StateDep
+from api.deps import RedisDep, SessionDep, SessionsDep, SettingsDep, StateDep
 from models.identity import (
     MeRead,
     PasswordChange,
@@ -53,8 +53,13 @@ async def jwks(state: StateDep) -> dict[str, Any]:
 
 
 @router.post("/v1/auth/register", status_code=status.HTTP_201_CREATED)
-async def register(body: RegisterRequest, session: SessionDep) -> UserRead:
-    """New users are investors. An email already registered gets the same 201 shape and nothing is created."""
+async def register(
+    body: RegisterRequest, request: Request, session: SessionDep, redis: RedisDep, settings: SettingsDep
+) -> UserRead:
+    """New users are investors. An email already registered gets the same 201 shape and nothing is created.
+    Each client address may try a limited number of sign-ups an hour (429 past it)."""
+    per_hour = settings.registrations_per_address_per_hour
+    await identity.take_registration_slot(redis, ip=_client_ip(request), per_hour=per_hour)
     return await identity.register(session, email=body.email, password=body.password, full_name=body.full_name)
 
 

@@ -14,7 +14,7 @@ from services.identity.sessions import (
     revoke_session,
     upgrade_to_mfa,
 )
-from services.identity.throttling import reserve_login_attempt, settle_login_attempt
+from services.identity.throttling import reserve_login_attempt, settle_login_attempt, take_registration_slot
 from services.identity.users import (
     ensure_bootstrap_admin,
     get_user,
@@ -43,6 +43,7 @@ __all__ = [
     "revoke_session",
     "settle_login_attempt",
     "start_totp",
+    "take_registration_slot",
     "to_read",
     "upgrade_to_mfa",
 ]

@@ -21,6 +21,7 @@ MAX_RESETS_PER_ACCOUNT = 3
 MAX_RESETS_PER_IP = 20
 RESET_ACCOUNT_KEY = "pap:identity:reset:account:{}"
 RESET_IP_KEY = "pap:identity:reset:ip:{}"
+REGISTRATION_IP_KEY = "pap:identity:register:ip:{}"
 
 AttemptResult = Literal["failed", "signed_in", "undecided"]
 
@@ -33,6 +34,11 @@ class LoginThrottled(TooManyRequests):
 class ResetThrottled(TooManyRequests):
     type = "password-reset-throttled"
     title = "Too many password reset requests"
+
+
+class RegistrationThrottled(TooManyRequests):
+    type = "registration-throttled"
+    title = "Too many sign-ups from this address"
 
 
 def _account(email: str) -> str:
@@ -98,6 +104,14 @@ async def take_reset_slot(redis: Redis, *, email: str, ip: str) -> bool:
         raise ResetThrottled("Too many reset requests from this address; try again later.", retry_after=ip_ttl)
     account_count, _ = await _count(redis, RESET_ACCOUNT_KEY.format(hashlib.sha256(email.encode()).hexdigest()))
     return account_count <= MAX_RESETS_PER_ACCOUNT
+
+
+async def take_registration_slot(redis: Redis, *, ip: str, per_hour: int) -> None:
+    """Count a sign-up attempt from this address (new email or not); 429 past `per_hour`, so nobody scripts
+    accounts by the thousand or probes which emails exist."""
+    count, ttl = await _count(redis, REGISTRATION_IP_KEY.format(ip))
+    if count > per_hour:
+        raise RegistrationThrottled("Too many sign-ups from this address; try again later.", retry_after=ttl)
 
 
 async def _count(redis: Redis, key: str) -> tuple[int, int]:
