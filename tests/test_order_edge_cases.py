@@ -12,15 +12,17 @@ from typing import Any
 import httpx
 import pytest
 from redis.asyncio import Redis
+from sqlmodel import col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.routers.marketplace import place_order as place_order_route
 from models.base import Money, utcnow
 from models.marketplace import OrderCreate, Side, TimeInForce
+from models.profiles import Accreditation
 from pap.db import SessionFactory, transaction
 from pap.settings import Settings
-from services import marketplace
+from services import marketplace, profiles
 from services.identity.permissions import Role
 from services.identity.tokens import Principal
 from tests.factories import TestUser, make_verified_buyer
@@ -90,6 +92,36 @@ async def test_trades_respect_the_companys_minimum_transfer(
 
     assert [trade.quantity for trade in await trades_of_security(sessions, security_id)] == [600]
     assert rest["status"] == "open"  # the ask's 400 left is below the minimum: no second trade
+
+
+async def test_a_bid_whose_buyer_is_no_longer_accredited_neither_trades_nor_grows(
+    api: httpx.AsyncClient, token_for: Headers, sessions: SessionFactory
+) -> None:
+    """A trade with a buyer whose accreditation lapsed while the bid rested would fail at the deal's
+    participant check, cancelling the seller's order: the bid is passed over and cannot be raised."""
+    lapsed = await make_verified_buyer(api, compliance_headers=token_for(uuid.uuid4(), Role.COMPLIANCE))
+    _, security_id = await new_security(sessions)
+    bid = await place(api, lapsed.headers, order_body(security_id, "buy", 50, "10.00"))
+    async with transaction(sessions) as session:
+        approved = await session.exec(
+            select(Accreditation).where(
+                col(Accreditation.user_id) == lapsed.id, col(Accreditation.status) == "approved"
+            )
+        )
+        for accreditation in approved.all():
+            await profiles.expire_accreditation(session, accreditation.id)
+
+    _, seller = await seller_with_shares(api, token_for, security_id, 100)
+    ask = await place(api, seller, order_body(security_id, "sell", 50, "10.00"))
+    assert ask["status"] == "open"
+    assert await trades_of_security(sessions, security_id) == []
+    raised = await api.patch(
+        f"/v1/orders/{bid['id']}", json={"limit_price": {"amount": "11.00", "currency": "USD"}}, headers=lapsed.headers
+    )
+    assert raised.status_code == 422 and raised.json()["type"].endswith("/buyer-not-eligible")
+    assert (await api.get(f"/v1/orders/{bid['id']}", headers=lapsed.headers)).json()["limit_price"][
+        "amount"
+    ] == "10.0000"
 
 
 async def test_an_amendment_follows_todays_transfer_rules(

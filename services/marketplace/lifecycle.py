@@ -30,7 +30,7 @@ from services.marketplace.errors import (
     QuantityBelowFilled,
 )
 from services.marketplace.match_ops import match_order
-from services.marketplace.orders import OrderOutcome
+from services.marketplace.orders import OrderOutcome, ensure_buyer_eligible
 from services.marketplace.validation import check_min_quantity, check_price, check_quantity, check_value
 
 
@@ -120,6 +120,8 @@ async def amend_order(
     policy = None
     if loses_priority:  # a new offer in all but name: today's transfer rules apply to it as to a new order
         policy = await companies.check_transfer_allowed(session, order.security_id, new_quantity, utcnow().date())
+        if order.side == Side.BUY.value:  # and today's buyer checks: an accreditation may have expired since
+            await ensure_buyer_eligible(session, order.user_id)
     version = order.version + 1
     if order.side == Side.SELL.value and order.reservation_reference and new_quantity != order.quantity:
         await _move_reservation(session, order, new_quantity, version)

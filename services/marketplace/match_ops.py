@@ -18,7 +18,7 @@ from models.base import Money, utcnow
 from models.companies import TransferPolicy
 from models.deals import DealWorkflowInput, FrozenTransferPolicy
 from models.marketplace import Fill, Order, Side, Trade, TradeRead
-from services import companies, deals
+from services import companies, deals, profiles
 from services.marketplace.common import (
     TRADE_MATCHED,
     emit_order,
@@ -72,6 +72,14 @@ async def crossing_resting_orders(session: AsyncSession, incoming: Order) -> lis
     return list((await session.execute(query)).scalars())
 
 
+async def _bids_still_eligible(session: AsyncSession, bids: list[Order]) -> list[Order]:
+    """The resting bids whose owner may still buy: an accreditation expires (or KYC lapses) while a bid rests,
+    and a trade with such a buyer would only fail at the deal's participant check, cancelling the seller."""
+    owners = {bid.user_id for bid in bids}
+    eligible = {owner for owner in owners if (await profiles.buyer_eligibility(session, owner)).eligible}
+    return [bid for bid in bids if bid.user_id in eligible]
+
+
 def add_fill(session: AsyncSession, order: Order, deal_id: uuid.UUID, quantity: int) -> None:
     session.add(Fill(deal_id=deal_id, order_id=order.id, quantity=quantity))
     order.filled_quantity += quantity
@@ -114,7 +122,10 @@ async def match_order(session: AsyncSession, incoming: Order, *, policy: Transfe
         policy = await companies.trading_policy(session, incoming.security_id, utcnow().date())
         if policy is None:
             return outcome
-    resting = {order.id: order for order in await crossing_resting_orders(session, incoming)}
+    candidates = await crossing_resting_orders(session, incoming)
+    if incoming.side == Side.SELL.value:
+        candidates = await _bids_still_eligible(session, candidates)
+    resting = {order.id: order for order in candidates}
     matches = match_incoming(
         book_order(incoming), [book_order(o) for o in resting.values()], policy.minimum_transfer_shares
     )

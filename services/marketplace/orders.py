@@ -26,6 +26,18 @@ from services.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_
 DEFAULT_CURRENCY = "USD"
 
 
+async def ensure_buyer_eligible(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Bidding (placing or amending a buy) needs approved KYC and an unexpired accreditation; else 422."""
+    eligibility = await profiles.buyer_eligibility(session, user_id)
+    if not eligibility.eligible:
+        raise BuyerNotEligible(
+            "Buying needs approved KYC and an unexpired accreditation: " + ", ".join(eligibility.reasons) + ".",
+            reasons=eligibility.reasons,
+            kyc_status=eligibility.kyc_status,
+            accreditation_status=eligibility.accreditation_status,
+        )
+
+
 @dataclass
 class OrderOutcome:
     """An order after a change, with what matching did (the boundary starts deals and signals after commit)."""
@@ -60,14 +72,7 @@ async def place_order(
         raise CurrencyMismatch(f"{security.class_name} trades in {currency}.", currency=currency)
     policy = await companies.check_transfer_allowed(session, security, body.quantity, now.date(), company=issuer)
     if body.side == Side.BUY:
-        eligibility = await profiles.buyer_eligibility(session, user_id)
-        if not eligibility.eligible:
-            raise BuyerNotEligible(
-                "Buying needs approved KYC and an unexpired accreditation: " + ", ".join(eligibility.reasons) + ".",
-                reasons=eligibility.reasons,
-                kyc_status=eligibility.kyc_status,
-                accreditation_status=eligibility.accreditation_status,
-            )
+        await ensure_buyer_eligible(session, user_id)
     await lock_security(session, security.id)
     order_id = uuid.uuid4()
     reference: str | None = None
