@@ -49,6 +49,15 @@ async def transaction(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
             await action()
 
 
+@asynccontextmanager
+async def snapshot(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+    """A read-only transaction whose every query sees one snapshot (REPEATABLE READ): for reports that add up
+    several tables, which under READ COMMITTED could each see a different moment and disagree."""
+    async with factory() as session, session.begin():
+        await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+        yield session
+
+
 def after_commit(session: AsyncSession, action: Callable[[], Awaitable[None]]) -> None:
     """Run `action` when `session`'s transaction (opened by `transaction`) commits; never if it rolls back.
 

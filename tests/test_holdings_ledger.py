@@ -16,7 +16,7 @@ from sqlmodel import col
 from models.base import Money
 from models.holdings import ConservationReport
 from models.platform import OutboxEvent
-from pap.db import SessionFactory, transaction
+from pap.db import SessionFactory, snapshot, transaction
 from services import holdings
 from services.errors import DomainError
 from tests.market_support import new_security, verified_lot
@@ -256,3 +256,16 @@ async def test_random_ledger_operations_conserve_shares(sessions: SessionFactory
     assert total == deposited
     held = sum([await available(sessions, owner, security) for owner in owners])
     assert held == deposited - sum(s.reserved_total for s in report.securities)
+
+
+async def test_a_report_in_a_snapshot_does_not_see_what_commits_while_it_runs(sessions: SessionFactory) -> None:
+    """Reconciliation reads several tables: each must see the same moment, or a holding verified between two
+    of its queries shows as shares created from nothing."""
+    _, security = await new_security(sessions)
+    await verified_lot(sessions, uuid.uuid4(), security, 100)
+    async with snapshot(sessions) as session:
+        before = await holdings.shares_conservation_report(session, security)
+        await verified_lot(sessions, uuid.uuid4(), security, 50)  # committed by another transaction meanwhile
+        during = await holdings.shares_conservation_report(session, security)
+    assert during == before
+    assert (await conserved(sessions, security)).securities != before.securities  # visible once it ends
