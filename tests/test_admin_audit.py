@@ -92,3 +92,49 @@ async def test_investor_cannot_read_the_audit_trail(api: httpx.AsyncClient) -> N
     user = await register_and_login(api)
     assert (await api.get("/v1/admin/audit", headers=user.headers)).status_code == 403
     assert (await api.get("/v1/admin/audit/verify", headers=user.headers)).status_code == 403
+
+
+async def _audited(api: httpx.AsyncClient, auditor: dict[str, str], entity_id: str) -> list[tuple[str, str | None]]:
+    page = (await api.get(f"/v1/admin/audit?entity_id={entity_id}&limit=50", headers=auditor)).json()
+    return [(item["action"], item["actor_id"]) for item in reversed(page["items"])]
+
+
+async def test_company_changes_and_holding_decisions_are_audited_with_their_actor(
+    api: httpx.AsyncClient, token_for: Headers
+) -> None:
+    """A transfer policy, a round price or a verified holding moves prices and tradable shares: each change
+    names who made it in the tamper-evident trail."""
+    admin_id, officer_id = uuid.uuid4(), uuid.uuid4()
+    admin_headers = token_for(admin_id, Role.ADMIN, mfa=True)
+    body = {
+        "name": f"Audited {uuid.uuid4().hex[:8]}",
+        "legal_name": "Audited, Inc.",
+        "jurisdiction": "US-DE",
+        "sector": "robotics",
+        "fully_diluted_shares": 1_000_000,
+    }
+    company = (await api.post("/v1/companies", json=body, headers=admin_headers)).json()
+    changed = await api.patch(
+        f"/v1/companies/{company['id']}", json={"transfer_policy": {"rofr_days": 10}}, headers=admin_headers
+    )
+    assert changed.status_code == 200, changed.text
+    security = await api.post(
+        f"/v1/companies/{company['id']}/securities",
+        json={"class_name": "Common", "kind": "common", "tradable": True},
+        headers=admin_headers,
+    )
+    assert security.status_code == 201, security.text
+    assert await _audited(api, admin_headers, company["id"]) == [
+        ("companies.company.created", str(admin_id)),
+        ("companies.company.updated", str(admin_id)),
+    ]
+    assert await _audited(api, admin_headers, security.json()["id"]) == [("companies.security.created", str(admin_id))]
+
+    investor = token_for(uuid.uuid4(), Role.INVESTOR)
+    declared = await api.post(
+        "/v1/holdings", json={"security_id": security.json()["id"], "quantity": 500}, headers=investor
+    )
+    officer = token_for(officer_id, Role.COMPLIANCE, mfa=True)
+    verified = await api.post(f"/v1/holdings/{declared.json()['id']}/verify", headers=officer)
+    assert verified.status_code == 200, verified.text
+    assert await _audited(api, admin_headers, declared.json()["id"]) == [("holdings.holding.verified", str(officer_id))]

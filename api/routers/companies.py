@@ -6,6 +6,8 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
+from pydantic import BaseModel
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.auth import CurrentUser, require
 from api.deps import SessionDep, SessionsDep
@@ -21,19 +23,32 @@ from models.companies import (
     SecurityUpdate,
 )
 from pap.db import transaction
-from services import companies, holdings
+from services import admin, companies, holdings
 from services.errors import Conflict
 from services.identity.permissions import Permission
+from services.identity.tokens import Principal
 from services.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 router = APIRouter(tags=["companies"])
-Admin = Depends(require(Permission.COMPANIES_MANAGE))
+Admin = Annotated[Principal, Depends(require(Permission.COMPANIES_MANAGE))]
+"""Every change an admin makes here is audited: transfer policy and round prices move money and prices."""
 
 
-@router.post("/v1/companies", status_code=status.HTTP_201_CREATED, dependencies=[Admin])
-async def create_company(body: CompanyCreate, sessions: SessionsDep) -> CompanyDetail:
+async def _audit(
+    session: AsyncSession, who: Principal, action: str, entity: tuple[str, uuid.UUID], body: BaseModel
+) -> None:
+    data = body.model_dump(mode="json", exclude_unset=True)
+    await admin.record_audit(
+        session, actor_id=who.user_id, action=action, entity_type=entity[0], entity_id=entity[1], data=data
+    )
+
+
+@router.post("/v1/companies", status_code=status.HTTP_201_CREATED)
+async def create_company(body: CompanyCreate, sessions: SessionsDep, who: Admin) -> CompanyDetail:
     async with transaction(sessions) as session:
-        return await companies.create_company(session, body)
+        created = await companies.create_company(session, body)
+        await _audit(session, who, "companies.company.created", ("company", created.id), body)
+        return created
 
 
 class FewerSharesThanVerified(Conflict):
@@ -41,8 +56,10 @@ class FewerSharesThanVerified(Conflict):
     title = "Fewer fully diluted shares than investors hold verified"
 
 
-@router.patch("/v1/companies/{company_id}", dependencies=[Admin])
-async def update_company(company_id: uuid.UUID, body: CompanyUpdate, sessions: SessionsDep) -> CompanyDetail:
+@router.patch("/v1/companies/{company_id}")
+async def update_company(
+    company_id: uuid.UUID, body: CompanyUpdate, sessions: SessionsDep, who: Admin
+) -> CompanyDetail:
     """A lower share count must still cover every verified holding (409 otherwise)."""
     async with transaction(sessions) as session:
         if body.fully_diluted_shares is not None:
@@ -50,25 +67,39 @@ async def update_company(company_id: uuid.UUID, body: CompanyUpdate, sessions: S
             verified = await holdings.verified_shares_of_company(session, company_id)
             if body.fully_diluted_shares < verified:
                 raise FewerSharesThanVerified(f"{verified:,} shares of this company are verified holdings.")
-        return await companies.update_company(session, company_id, body)
+        updated = await companies.update_company(session, company_id, body)
+        await _audit(session, who, "companies.company.updated", ("company", company_id), body)
+        return updated
 
 
-@router.post("/v1/companies/{company_id}/funding-rounds", status_code=status.HTTP_201_CREATED, dependencies=[Admin])
-async def add_funding_round(company_id: uuid.UUID, body: FundingRoundCreate, sessions: SessionsDep) -> FundingRoundRead:
+@router.post("/v1/companies/{company_id}/funding-rounds", status_code=status.HTTP_201_CREATED)
+async def add_funding_round(
+    company_id: uuid.UUID, body: FundingRoundCreate, sessions: SessionsDep, who: Admin
+) -> FundingRoundRead:
     async with transaction(sessions) as session:
-        return await companies.add_funding_round(session, company_id, body)
+        added = await companies.add_funding_round(session, company_id, body)
+        await _audit(session, who, "companies.funding_round.added", ("company", company_id), body)
+        return added
 
 
-@router.post("/v1/companies/{company_id}/securities", status_code=status.HTTP_201_CREATED, dependencies=[Admin])
-async def create_security(company_id: uuid.UUID, body: SecurityCreate, sessions: SessionsDep) -> SecurityRead:
+@router.post("/v1/companies/{company_id}/securities", status_code=status.HTTP_201_CREATED)
+async def create_security(
+    company_id: uuid.UUID, body: SecurityCreate, sessions: SessionsDep, who: Admin
+) -> SecurityRead:
     async with transaction(sessions) as session:
-        return await companies.create_security(session, company_id, body)
+        created = await companies.create_security(session, company_id, body)
+        await _audit(session, who, "companies.security.created", ("security", created.id), body)
+        return created
 
 
-@router.patch("/v1/securities/{security_id}", dependencies=[Admin])
-async def update_security(security_id: uuid.UUID, body: SecurityUpdate, sessions: SessionsDep) -> SecurityRead:
+@router.patch("/v1/securities/{security_id}")
+async def update_security(
+    security_id: uuid.UUID, body: SecurityUpdate, sessions: SessionsDep, who: Admin
+) -> SecurityRead:
     async with transaction(sessions) as session:
-        return await companies.update_security(session, security_id, body)
+        updated = await companies.update_security(session, security_id, body)
+        await _audit(session, who, "companies.security.updated", ("security", security_id), body)
+        return updated
 
 
 @router.get("/v1/companies")

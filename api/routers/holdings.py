@@ -6,12 +6,13 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, status
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.auth import CurrentUser, require
 from api.deps import SessionDep, SessionsDep
 from models.holdings import HoldingCreate, HoldingDecision, HoldingPage, HoldingRead, HoldingStatus, MovementPage
 from pap.db import transaction
-from services import holdings
+from services import admin, holdings
 from services.identity.permissions import Permission
 from services.identity.tokens import Principal
 from services.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -29,6 +30,16 @@ async def submit_holding(body: HoldingCreate, principal: Owner, sessions: Sessio
         return await holdings.submit_holding(session, principal.user_id, body)
 
 
+async def _audit_decision(
+    session: AsyncSession, principal: Principal, action: str, holding: HoldingRead, body: HoldingDecision | None
+) -> None:
+    """A verified holding is tradable shares: who decided, on what, is kept in the tamper-evident audit log."""
+    data = {"owner_id": str(holding.owner_id), "quantity": holding.quantity, "reason": body.reason if body else None}
+    await admin.record_audit(
+        session, actor_id=principal.user_id, action=action, entity_type="holding", entity_id=holding.id, data=data
+    )
+
+
 @router.post("/{holding_id}/verify")
 async def verify_holding(
     holding_id: uuid.UUID,
@@ -37,7 +48,9 @@ async def verify_holding(
     body: Annotated[HoldingDecision | None, Body()] = None,
 ) -> HoldingRead:
     async with transaction(sessions) as session:
-        return await holdings.verify_holding(session, principal, holding_id, body.reason if body else None)
+        decided = await holdings.verify_holding(session, principal, holding_id, body.reason if body else None)
+        await _audit_decision(session, principal, "holdings.holding.verified", decided, body)
+        return decided
 
 
 @router.post("/{holding_id}/reject")
@@ -48,7 +61,9 @@ async def reject_holding(
     body: Annotated[HoldingDecision | None, Body()] = None,
 ) -> HoldingRead:
     async with transaction(sessions) as session:
-        return await holdings.reject_holding(session, principal, holding_id, body.reason if body else None)
+        decided = await holdings.reject_holding(session, principal, holding_id, body.reason if body else None)
+        await _audit_decision(session, principal, "holdings.holding.rejected", decided, body)
+        return decided
 
 
 @router.get("")
