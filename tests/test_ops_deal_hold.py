@@ -90,6 +90,8 @@ async def test_held_deal_pauses_until_lifted_and_ops_sees_it_all(
 
     audit = await api.get("/v1/admin/audit", params={"entity_id": deal_id}, headers=ops)
     actions = {e["action"]: e for e in audit.json()["items"]}
+    requested = [e["data"]["reason"] for e in audit.json()["items"] if e["action"] == "ops.deal_cancel_requested"]
+    assert sorted(requested) == ["again", "ops cancel"]  # the refused second attempt is on record too
     for action in (
         "compliance.deal_hold_placed",
         "compliance.deal_hold_lifted",

@@ -79,6 +79,14 @@ async def cancel_deal(
     async with sessions() as session:
         deal = await deals.get_deal(session, deal_id)
     deals.ensure_not_a_party(principal, deal.buyer_id, deal.seller_id)
+    async with transaction(sessions) as session:  # before the Update: a cancel is never left without its operator
+        await ops.audit_ops(
+            session,
+            actor_id=principal.user_id,
+            action="ops.deal_cancel_requested",
+            deal_id=deal_id,
+            data={"reason": body.reason},
+        )
     state = await ops.cancel_deal(temporal, deal_id, CancelInput(reason=body.reason, actor_id=principal.user_id))
     async with transaction(sessions) as session:
         await ops.audit_ops(
