@@ -316,3 +316,26 @@ async def test_a_read_while_a_print_is_being_stored_never_caches_the_old_answer_
         assert await get_json(api, path, headers, interval="1d") == []  # not committed: cached as empty
     candles = await get_json(api, path, headers, interval="1d")
     assert [c["volume"] for c in candles] == [100]
+
+
+async def test_a_crossed_book_gives_no_midpoint_and_no_spread(
+    api: httpx.AsyncClient, sessions: SessionFactory, runner: ConsumerRunner, token_for: Callable[..., dict[str, str]]
+) -> None:
+    """One user's own bid above their ask rests (no self-trade): it must not set the market's midpoint."""
+    company_id, security_id = await new_security(sessions, last_round=None)
+    headers = token_for(uuid.uuid4(), Role.INVESTOR)
+    book = CloudEvent(
+        source="/tests/marketplace",
+        type="marketplace.book.changed",
+        time=datetime.now(UTC) - timedelta(hours=1),
+        data={
+            "security_id": str(security_id),
+            "bids": [{"price": "1000.00", "quantity": 1}],
+            "asks": [{"price": "999.00", "quantity": 1}],
+        },
+    )
+    await runner.handle_once(book)
+    reference = await get_json(api, f"/v1/securities/{security_id}/reference-price", headers)
+    assert reference["price"] is None and reference["inputs"] == []
+    metrics = await get_json(api, f"/v1/companies/{company_id}/metrics", headers)
+    assert metrics["bid"]["amount"] == "1000.0000" and metrics["spread"] is None

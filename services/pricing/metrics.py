@@ -65,7 +65,9 @@ async def company_metrics(
         implied_valuation=_money(price * company.fully_diluted_shares if price is not None else None, currency),
         bid=_money(bid, currency),
         ask=_money(ask, currency),
-        spread=_money(ask - bid if bid is not None and ask is not None else None, currency),
+        spread=_money(
+            ask - bid if bid is not None and ask is not None and bid < ask else None, currency
+        ),  # not crossed
         last_round_price=_money(round_price, currency),
         discount_to_last_round=format(discount, "f") if discount is not None else None,
         vwap_90d=_money(average[0], average[1]) if average else None,

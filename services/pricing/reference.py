@@ -11,7 +11,7 @@ Methodology (also in docs/pricing.md), in the spirit of Forge Price:
    |---------------|------|----------|------------------------------------------|
    | closed_trade  | 1.00 | 30 days  | up to 100 latest settled-deal prints     |
    | matched_trade | 0.50 | 14 days  | up to 100 latest marketplace matches     |
-   | quote_mid     | 0.25 | 3 days   | latest book snapshot with bid and ask    |
+   | quote_mid     | 0.25 | 3 days   | latest book snapshot with bid below ask  |
    | last_round    | 0.10 | 180 days | latest funding-round price (security, else company) |
 
 3. A print i of a source gets weight  w_i = S * 2^(-age_i / H) * q_i / Q, where
@@ -120,7 +120,14 @@ async def observations(
         )
         out.extend(Observation(p.source, p.price, p.quantity, p.at, p.currency) for p in prints.all())
     quote = await latest_quote(session, security_id, as_of)
-    if quote is not None and quote.bid is not None and quote.ask is not None and quote.at > since:
+    # A crossed or locked book (one user's own bid and ask both rest) has no meaningful midpoint.
+    if (
+        quote is not None
+        and quote.at > since
+        and quote.bid is not None
+        and quote.ask is not None
+        and quote.bid < quote.ask
+    ):
         mid = ((quote.bid + quote.ask) / 2).quantize(QUANTUM)
         out.append(Observation("quote_mid", mid, None, quote.at, quote.currency))
     round_price = await latest_round(session, security_id, as_of, company_id)
