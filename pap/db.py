@@ -71,6 +71,11 @@ async def lock_for_transaction(session: AsyncSession, key: str) -> None:
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
 
 
+async def lock_shared_for_transaction(session: AsyncSession, key: str) -> None:
+    """Share `key` with other sharers; waits only for a transaction holding it with `lock_for_transaction`."""
+    await session.execute(text("SELECT pg_advisory_xact_lock_shared(hashtextextended(:key, 0))"), {"key": key})
+
+
 async def try_lock_for_transaction(session: AsyncSession, key: str) -> bool:
     """Like `lock_for_transaction`, but False at once when another transaction holds `key`."""
     locked = await session.scalar(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})

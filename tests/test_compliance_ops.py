@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import uuid
@@ -16,10 +17,11 @@ from typer.testing import CliRunner
 
 from pap.cli import app as cli_app
 from pap.db import SessionFactory, transaction
+from services import admin
 from services.identity.permissions import Role
 from tests.deal_support import Parties, TokenFor, brokered_deal, deal_request, parties
 from tests.marketplace_support import order_body, place, reserved_outstanding
-from tests.support import eventually
+from tests.support import eventually, waiting_for_a_lock
 
 
 @pytest.fixture
@@ -87,6 +89,26 @@ async def test_freezing_cancels_the_accounts_resting_orders_and_releases_their_s
         f"/v1/compliance/users/{people.seller.id}/freeze", json={"reason": "sanctions hit"}, headers=people.compliance
     )
     assert again.status_code == 200 and again.json()["orders_cancelled"] == 0
+
+
+async def test_a_freeze_waits_for_an_order_already_past_its_frozen_check(
+    api: httpx.AsyncClient, people: Parties, sessions: SessionFactory
+) -> None:
+    """An order that passed the frozen check commits before the freeze reads the live orders to cancel them,
+    so it cannot stay on the book of a frozen account."""
+    async with transaction(sessions) as placing:
+        await admin.ensure_not_frozen(placing, people.seller.id)  # as `place_order` does, then saves the order
+        freeze = asyncio.create_task(
+            api.post(
+                f"/v1/compliance/users/{people.seller.id}/freeze", json={"reason": "race"}, headers=people.compliance
+            )
+        )
+        await eventually(
+            lambda: waiting_for_a_lock(sessions, "%pg_advisory_xact_lock(hashtextextended%"),
+            what="the freeze to wait for the placement",
+        )
+        assert not freeze.done()
+    assert (await freeze).status_code == 200
 
 
 async def test_frozen_buyer_cannot_start_a_deal(api: httpx.AsyncClient, people: Parties) -> None:

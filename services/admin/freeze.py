@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.admin import AccountFreeze, FreezeRead
 from models.base import utcnow
+from pap.db import lock_for_transaction, lock_shared_for_transaction
 from services.admin.audit import record_audit
 from services.errors import Conflict, Forbidden
 
@@ -51,9 +52,17 @@ async def is_frozen(session: AsyncSession, user_id: uuid.UUID) -> bool:
     return await _active(session, user_id) is not None
 
 
+def _account_key(user_id: uuid.UUID) -> str:
+    return f"admin:account:{user_id}"
+
+
 async def ensure_not_frozen(session: AsyncSession, *user_ids: uuid.UUID) -> None:
-    """Raise `AccountFrozen` (403 `account-frozen`) when any of `user_ids` is frozen."""
-    for user_id in user_ids:
+    """Raise `AccountFrozen` (403 `account-frozen`) when any of `user_ids` is frozen.
+
+    Holds the account's lock shared until the caller's transaction ends: a freeze waits for what was checked
+    before it (an order being placed) to commit, so it finds that order and cancels it with the rest."""
+    for user_id in sorted(user_ids):
+        await lock_shared_for_transaction(session, _account_key(user_id))
         if await is_frozen(session, user_id):
             raise AccountFrozen(f"The account {user_id} is frozen by compliance.")
 
@@ -66,6 +75,7 @@ async def freeze_account(
 
     _not_own(user_id, actor_id)
     await identity.get_user(session, user_id)
+    await lock_for_transaction(session, _account_key(user_id))  # after every placement already past its check
     freeze = await _active(session, user_id, lock=True)
     if freeze is None:
         freeze = AccountFreeze(user_id=user_id, reason=reason, frozen_by=actor_id)
