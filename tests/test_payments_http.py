@@ -205,6 +205,7 @@ async def test_reconciliation_reports_a_balanced_ledger_to_admin_and_compliance(
         assert report["ledger_balanced"] is True
         assert report["ledger_total"] == {"amount": "0.0000", "currency": "USD"}
         assert report["shares_conserved"] is True
+        assert report["fills_consistent"] is True
         assert report["discrepancies"] == []
         assert {"deal_id": str(deal_id), "amount": {"amount": "42.0000", "currency": "USD"}} in report["open_escrow"]
 

@@ -1,4 +1,5 @@
-"""Reconciliation: the payments trial balance plus the holdings share-conservation check, in one report."""
+"""Reconciliation: the payments trial balance, the holdings share-conservation check and the marketplace's
+order fills, in one report."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.base import Money
 from services import holdings, payments
+from services.marketplace.reports import fill_discrepancies
 
 
 class OpenEscrow(BaseModel):
@@ -26,6 +28,8 @@ class ReconciliationReport(BaseModel):
     ledger_totals: dict[str, Decimal]
     open_escrow: list[OpenEscrow]
     shares_conserved: bool
+    fills_consistent: bool
+    """True when every order's filled quantity is the sum of its active fills."""
     discrepancies: list[dict[str, Any]]
 
 
@@ -39,12 +43,15 @@ async def reconciliation_report(session: AsyncSession) -> ReconciliationReport:
     ledger = await payments.trial_balance(session)
     shares_conserved, share_discrepancies = await shares_conservation(session)
     escrows = await payments.open_escrows(session)
+    fills = await fill_discrepancies(session)
     return ReconciliationReport(
         ledger_balanced=ledger.ledger_balanced,
         ledger_total=ledger.ledger_total,
         ledger_totals=ledger.totals,
         open_escrow=[OpenEscrow(deal_id=deal_id, amount=amount) for deal_id, amount in escrows],
         shares_conserved=shares_conserved,
+        fills_consistent=not fills,
         discrepancies=[{"context": "payments", **d} for d in ledger.discrepancies]
-        + [{"context": "holdings", **d} for d in share_discrepancies],
+        + [{"context": "holdings", **d} for d in share_discrepancies]
+        + [{"context": "marketplace", "kind": "order-fills", **d.model_dump(mode="json")} for d in fills],
     )

@@ -113,9 +113,11 @@ async def take_backup_bid(session: AsyncSession, *, order_id: uuid.UUID, deal_id
     await emit_book_changed(session, order.security_id)
 
 
-async def _active_bid_fills(session: AsyncSession, deal_id: uuid.UUID) -> list[tuple[Fill, Order]]:
-    """The deal's fills still in force on buy orders, with their orders."""
-    rows = await session.execute(
+async def _active_bid_fills(
+    session: AsyncSession, deal_id: uuid.UUID, *, for_update: bool = False
+) -> list[tuple[Fill, Order]]:
+    """The deal's fills still in force on buy orders, with their orders (`for_update`: locked and re-read)."""
+    query = (
         select(Fill, Order)
         .join(Order, col(Order.id) == col(Fill.order_id))
         .where(
@@ -123,8 +125,11 @@ async def _active_bid_fills(session: AsyncSession, deal_id: uuid.UUID) -> list[t
             col(Fill.status) == FillStatus.ACTIVE.value,
             col(Order.side) == Side.BUY.value,
         )
+        .order_by(col(Fill.order_id))
     )
-    return [(fill, order) for fill, order in rows.tuples()]
+    if for_update:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return [(fill, order) for fill, order in (await session.execute(query)).tuples()]
 
 
 async def backup_taken(
@@ -185,11 +190,16 @@ async def give_back_replaced_buyer(
 
 
 async def _buyer_fills(session: AsyncSession, deal_id: uuid.UUID, buyer_id: uuid.UUID) -> list[tuple[Fill, Order]]:
-    """The deal's fills still in force on `buyer_id`'s bids, with the security locked (as matching locks it)."""
-    fills = [(f, o) for f, o in await _active_bid_fills(session, deal_id) if o.user_id == buyer_id]
-    if fills:
-        await lock_security(session, fills[0][1].security_id)
-    return fills
+    """The deal's fills still in force on `buyer_id`'s bids, with the security locked (as matching locks it).
+
+    They are read again under the lock: an overlapping attempt of the same step may have given them
+    back while this one waited, and a fill read before the lock would then be subtracted twice.
+    """
+    seen = await _active_bid_fills(session, deal_id)
+    if not any(order.user_id == buyer_id for _, order in seen):
+        return []
+    await lock_security(session, seen[0][1].security_id)
+    return [(f, o) for f, o in await _active_bid_fills(session, deal_id, for_update=True) if o.user_id == buyer_id]
 
 
 async def on_deal_closed(session: AsyncSession, *, deal_id: uuid.UUID) -> None:
@@ -218,7 +228,8 @@ async def on_deal_cancelled(session: AsyncSession, *, deal_id: uuid.UUID, reason
         return []
     security_id = trade.security_id if trade else (await load_order(session, fills[0].order_id)).security_id
     await lock_security(session, security_id)
-    fills = list((await session.execute(fills_query.with_for_update())).scalars())
+    locked = fills_query.with_for_update().execution_options(populate_existing=True)
+    fills = list((await session.execute(locked)).scalars())  # re-read: an overlapping attempt may have given some back
     for fill in sorted(fills, key=lambda f: str(f.order_id)):
         order = await load_order(session, fill.order_id, for_update=True)
         await _give_back(session, order, fill, deal_id, f"deal cancelled: {reason}")

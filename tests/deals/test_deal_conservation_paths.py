@@ -1,6 +1,6 @@
 """Money and share conservation on the deal's rarer paths: each test pins one path where a retried, raced
 or replaced step must neither move money or shares twice nor leave them stuck (escrow, reservations,
-order fills). The first six each failed before their fix; the last three guard paths found sound.
+order fills). The first six and the last each failed before their fix; the three before it guard paths found sound.
 
 Workflow tests run DealExecution on a per-test time-skipping server with the real activities against
 the real database (as test_deal_workflow.py does); the others call the services directly.
@@ -29,6 +29,7 @@ from models.documents import DocumentKind
 from models.marketplace import OrderStatus, Side
 from pap.db import SessionFactory, transaction
 from services import deals, holdings, marketplace, payments
+from services.admin.reconciliation import reconciliation_report
 from services.documents.rendering import money as rendered_money
 from services.documents.rendering import render_text
 from services.holdings import reservations
@@ -48,6 +49,7 @@ from tests.deals.workflow_support import (
 )
 from tests.factories import make_verified_buyer
 from tests.marketplace_support import order_body, place
+from tests.support import eventually, waiting_for_a_lock
 from workers.deal_signals import DealSignalForwarder
 from workers.registry import activity_methods
 from workflows.deals import DealExecutionWorkflow
@@ -463,3 +465,62 @@ async def test_money_arriving_after_a_refund_or_release_goes_back_and_leaves_esc
     assert await escrow(sessions, released_deal) == 0
     assert await _cash(sessions, payer) == Decimal("40.00")
     assert await _cash(sessions, seller) == Decimal("99.00")
+
+
+# -- 7. overlapping attempts to give a replaced buyer's fill back ---------------------------------------------
+
+
+@pytest.mark.parametrize("step", ["drop_defaulted_buyer", "give_back_replaced_buyer"])
+async def test_overlapping_attempts_give_a_replaced_buyers_fill_back_once(
+    step: str, people: Parties, sessions: SessionFactory
+) -> None:
+    """A zombie attempt of the replace-the-buyer step still holds the security's lock when its retry reads
+    the buyer's fills; the retry waits, then must find them given back rather than subtract them again."""
+    await place_order(sessions, people.seller.id, people, Side.SELL, "50")
+    matched = await place_order(sessions, people.buyer.id, people, Side.BUY, "50")
+    deal_id = matched.deals[0].deal_id
+
+    async def give_back(session: Any) -> list[uuid.UUID]:
+        if step == "drop_defaulted_buyer":
+            return await marketplace.drop_defaulted_buyer(
+                session, deal_id=deal_id, buyer_id=people.buyer.id, reason="missed the deadline"
+            )
+        return await marketplace.give_back_replaced_buyer(session, deal_id=deal_id, buyer_id=people.buyer.id)
+
+    async def retry() -> list[uuid.UUID]:
+        async with transaction(sessions) as session:
+            return await give_back(session)
+
+    async with transaction(sessions) as zombie:
+        await give_back(zombie)
+        retried = asyncio.ensure_future(retry())
+        await eventually(
+            lambda: waiting_for_a_lock(sessions, "%pg_advisory_xact_lock%"), what="the retry to wait for the lock"
+        )
+    assert await retried == []
+    async with sessions() as session:
+        bid = await marketplace.get_order(session, matched.order.id)
+    assert bid.filled_quantity == 0
+    async with sessions() as session:
+        assert (await reconciliation_report(session)).fills_consistent
+
+
+async def test_reconciliation_finds_an_order_whose_fills_disagree_with_its_filled_quantity(
+    people: Parties, sessions: SessionFactory
+) -> None:
+    await place_order(sessions, people.seller.id, people, Side.SELL, "50")
+    matched = await place_order(sessions, people.buyer.id, people, Side.BUY, "50", quantity=20)
+    async with sessions() as session:  # never committed: the shared database stays sound
+        await session.execute(
+            text("UPDATE marketplace.fill SET status = 'given_back' WHERE order_id = :o"), {"o": matched.order.id}
+        )
+        report = await reconciliation_report(session)
+        await session.rollback()
+    assert not report.fills_consistent
+    assert {
+        "context": "marketplace",
+        "kind": "order-fills",
+        "order_id": str(matched.order.id),
+        "filled_quantity": 10,
+        "active_fills": 0,
+    } in report.discrepancies
