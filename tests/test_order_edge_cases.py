@@ -4,6 +4,7 @@ fill given back, and values the ledger could not hold."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import date, timedelta
 from decimal import Decimal
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy import text
 from sqlmodel import col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -98,18 +100,18 @@ async def test_a_bid_whose_buyer_is_no_longer_accredited_neither_trades_nor_grow
     api: httpx.AsyncClient, token_for: Headers, sessions: SessionFactory
 ) -> None:
     """A trade with a buyer whose accreditation lapsed while the bid rested would fail at the deal's
-    participant check, cancelling the seller's order: the bid is passed over and cannot be raised."""
+    participant check, cancelling the seller's order: the bid is passed over and cannot be raised.
+
+    The accreditation is past its expiry date but its expiry timer has not fired yet (no event, so
+    the bid-eligibility consumer has not withdrawn the bid): matching itself must not trade it."""
     lapsed = await make_verified_buyer(api, compliance_headers=token_for(uuid.uuid4(), Role.COMPLIANCE))
     _, security_id = await new_security(sessions)
     bid = await place(api, lapsed.headers, order_body(security_id, "buy", 50, "10.00"))
     async with transaction(sessions) as session:
-        approved = await session.exec(
-            select(Accreditation).where(
-                col(Accreditation.user_id) == lapsed.id, col(Accreditation.status) == "approved"
-            )
+        await session.execute(
+            text("UPDATE profiles.accreditation SET expires_at = now() - interval '1 day' WHERE user_id = :u"),
+            {"u": lapsed.id},
         )
-        for accreditation in approved.all():
-            await profiles.expire_accreditation(session, accreditation.id)
 
     _, seller = await seller_with_shares(api, token_for, security_id, 100)
     ask = await place(api, seller, order_body(security_id, "sell", 50, "10.00"))
@@ -122,6 +124,43 @@ async def test_a_bid_whose_buyer_is_no_longer_accredited_neither_trades_nor_grow
     assert (await api.get(f"/v1/orders/{bid['id']}", headers=lapsed.headers)).json()["limit_price"][
         "amount"
     ] == "10.0000"
+
+
+async def test_a_buyers_resting_bids_are_withdrawn_when_their_accreditation_expires(
+    api: httpx.AsyncClient, token_for: Headers, sessions: SessionFactory
+) -> None:
+    """Passed over by matching is not enough: the bid would still show on the book and keep its time
+    priority. The expiry's event withdraws every live bid of the buyer (their asks stay)."""
+    lapsing = await make_verified_buyer(api, compliance_headers=token_for(uuid.uuid4(), Role.COMPLIANCE))
+    _, security_id = await new_security(sessions)
+    bids = [await place(api, lapsing.headers, order_body(security_id, "buy", 50, price)) for price in ("10", "9")]
+    await verified_lot(sessions, lapsing.id, security_id, 20)
+    ask = await place(api, lapsing.headers, order_body(security_id, "sell", 20, "30.00"))
+    async with transaction(sessions) as session:
+        approved = await session.exec(
+            select(Accreditation).where(
+                col(Accreditation.user_id) == lapsing.id, col(Accreditation.status) == "approved"
+            )
+        )
+        for accreditation in approved.all():
+            await profiles.expire_accreditation(session, accreditation.id)
+
+    for bid in bids:
+        withdrawn = await eventually(
+            functools.partial(_order, api, lapsing.headers, bid["id"]),
+            lambda order: order["status"] == "cancelled",
+            what="the bid withdrawn",
+        )
+        assert "accreditation_expired" in withdrawn["status_reason"]
+    assert (await _order(api, lapsing.headers, ask["id"]))["status"] == "open"
+    book = (await api.get(f"/v1/securities/{security_id}/book", headers=lapsing.headers)).json()
+    assert book["bids"] == []
+
+
+async def _order(api: httpx.AsyncClient, headers: dict[str, str], order_id: str) -> dict[str, Any]:
+    response = await api.get(f"/v1/orders/{order_id}", headers=headers)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
 
 
 async def test_an_amendment_follows_todays_transfer_rules(

@@ -20,6 +20,7 @@ from services.identity.tokens import KeyRing
 from services.notifications import EmailLinks, HttpSmsProvider, Notifier, SmtpMailer
 from services.pricing import HANDLED_TYPES, PricingIngest
 from temporal.client import connect
+from workers.bid_eligibility import INELIGIBILITY_EVENTS, IneligibleBidCanceller
 from workers.deal_signals import FORWARDED, DealSignalForwarder
 from workers.deal_workflows import DEAL_CREATED, DealWorkflowStarter
 from workers.housekeeping import Housekeeper, Retention
@@ -91,6 +92,12 @@ def consumer_specs(resources: Resources, temporal: Client) -> list[ConsumerSpec]
             handler=DealWorkflowStarter(temporal, resources.settings.task_queue),
             event_types=frozenset({DEAL_CREATED}),
             delay_seconds=resources.settings.workflow_backstop_delay_seconds,
+        ),
+        ConsumerSpec(
+            name="bid-eligibility",
+            topics=(topics.PROFILES,),
+            handler=IneligibleBidCanceller(temporal, resources.settings.task_queue),
+            event_types=INELIGIBILITY_EVENTS,
         ),
         ConsumerSpec(
             name="diagnostics",

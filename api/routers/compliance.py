@@ -13,7 +13,6 @@ from fastapi.responses import StreamingResponse
 
 from api.auth import require
 from api.deps import RedisDep, SessionDep, SessionsDep, SettingsDep, TemporalDep
-from api.order_workflows import change_order
 from models.admin import FreezeRead, OptionalReason, ReasonRequest, ReviewQueues
 from models.deals import HoldInput
 from models.marketplace import CancelOrderInput
@@ -23,6 +22,7 @@ from services.admin import exports, ops, queues
 from services.errors import DomainError
 from services.identity.permissions import Permission
 from services.identity.tokens import Principal
+from temporal.order_updates import change_order
 
 router = APIRouter(prefix="/v1/compliance", tags=["compliance"])
 

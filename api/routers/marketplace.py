@@ -11,7 +11,6 @@ from fastapi import APIRouter, Depends, Query, status
 
 from api.auth import CurrentUser, require
 from api.deps import RedisDep, SessionDep, SessionsDep, SettingsDep, TemporalDep
-from api.order_workflows import change_order
 from models.marketplace import (
     AmendOrderInput,
     CancelOrderInput,
@@ -30,6 +29,7 @@ from services.identity.tokens import Principal
 from services.marketplace.after_commit import after_commit
 from services.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from temporal.ids import order_workflow_id
+from temporal.order_updates import change_order
 from temporal.start_hints import mark_started
 from temporal.starters import start_lifecycle
 

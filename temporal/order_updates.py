@@ -1,4 +1,4 @@
-"""Changing an order through its `order-{id}` workflow (an Update), shared by the order and compliance routes."""
+"""Changing an order through its `order-{id}` workflow (an Update), shared by the API and the consumers."""
 
 from __future__ import annotations
 
