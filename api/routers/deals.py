@@ -172,7 +172,7 @@ async def get_live_state(
 @router.get("/{deal_id}/documents")
 async def deal_documents(deal_id: uuid.UUID, principal: CurrentUser, session: SessionDep) -> list[dict[str, Any]]:
     await deals.deal_for_viewer(session, deal_id, principal)
-    return [d.model_dump(mode="json") for d in await documents.list_deal_documents(session, deal_id)]
+    return [d.model_dump(mode="json") for d in await documents.list_deal_documents(session, deal_id, principal)]
 
 
 @router.post("/{deal_id}/issuer-decision")
@@ -294,7 +294,9 @@ async def deal_read(session: Any, deal: Deal, viewer: Principal, *, full: bool =
         closed_at=deal.closed_at,
     )
     if full:
-        read.documents = [d.model_dump(mode="json") for d in await documents.list_deal_documents(session, deal.id)]
+        read.documents = [
+            d.model_dump(mode="json") for d in await documents.list_deal_documents(session, deal.id, viewer)
+        ]
         every = deals.sees_every_payment(deal, viewer)
         read.payments = [
             p.model_dump(mode="json")

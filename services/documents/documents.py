@@ -192,9 +192,12 @@ async def may_read(
     session: AsyncSession, principal: Principal, document: Document, signers: list[SignatureRequest]
 ) -> bool:
     """A document's readers, and everyone who may see its deal (its current buyer and seller read the
-    documents they are not asked to sign, such as the issuer's consent)."""
+    documents they are not asked to sign, such as the issuer's consent) while it is not voided: a voided
+    one may be a replaced buyer's, with that buyer's name in it and their signing trail."""
     if may_view(principal, document, signers):
         return True
+    if document.status == DocumentStatus.VOIDED:
+        return False
     try:
         await deals.deal_for_viewer(session, document.deal_id, principal)
     except NotFound:
@@ -266,8 +269,13 @@ async def document_bytes(store: ObjectStore, document: Document, version: Litera
     return await read_verified(store, document.storage_key, document.sha256, document.id)
 
 
-async def list_deal_documents(session: AsyncSession, deal_id: uuid.UUID) -> list[DocumentSummary]:
-    """The documents of a deal in the contract shape; the caller (deals router) checks who may see the deal."""
+async def list_deal_documents(
+    session: AsyncSession, deal_id: uuid.UUID, viewer: Principal | None = None
+) -> list[DocumentSummary]:
+    """The documents of a deal in the contract shape; the caller (deals router) checks who may see the deal.
+
+    With a `viewer`, only what they may read (`may_read`): a party does not see another buyer's voided ones.
+    """
     rows = await session.exec(
         select(Document).where(Document.deal_id == deal_id).order_by(col(Document.created_at), col(Document.kind))
     )
@@ -282,6 +290,8 @@ async def list_deal_documents(session: AsyncSession, deal_id: uuid.UUID) -> list
     )
     for request in requests.all():  # one query for every document's signers: deal reads are the busiest
         signers[request.document_id].append(request)
+    if viewer is not None:
+        documents = [d for d in documents if d.status != DocumentStatus.VOIDED or may_view(viewer, d, signers[d.id])]
     return [summary(d, signers[d.id]) for d in documents]
 
 

@@ -481,6 +481,16 @@ async def test_a_defaulting_buyer_is_replaced_by_the_best_resting_bid(
     assert sorted(n.status for n in notices) == ["awaiting_signatures", "voided"]
     live = next(n for n in notices if n.status != "voided")
     assert {s.user_id for s in live.signers} == {people.seller.id, backup.id}
+    # The defaulter's voided notice names them and holds their signing trail: not the backup buyer's to read.
+    voided = next(n for n in notices if n.status == "voided")
+    for path in ("", "/content", "/events"):
+        response = await api.get(f"/v1/documents/{voided.id}{path}", headers=backup.headers)
+        assert response.status_code == 404, (path, response.text)
+    listed = await api.get(f"/v1/deals/{params.deal_id}/documents", headers=backup.headers)
+    assert listed.status_code == 200 and str(voided.id) not in {d["id"] for d in listed.json()}
+    assert str(live.id) in {d["id"] for d in listed.json()}
+    for_seller = await api.get(f"/v1/documents/{voided.id}", headers=people.seller.headers)
+    assert for_seller.status_code == 200, for_seller.text  # a signer of it
     await backup_closes_the_deal(handle, params, sessions, people, backup.id)
     async with sessions() as session:
         deal = await deals.get_deal(session, params.deal_id)
