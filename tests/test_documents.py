@@ -19,6 +19,7 @@ from pyhanko_certvalidator import ValidationContext
 from sqlalchemy import text
 from sqlmodel import col, select
 
+from models.admin import AccountFreeze
 from models.base import Money
 from models.deals import FrozenTransferPolicy
 from models.documents import DealTerms, DocumentKind, DocumentRead, Party, RequestContext, SignatureRequest, SignerSpec
@@ -30,6 +31,7 @@ from services import deals, documents
 from services.documents.pades import load_signing_key
 from services.documents.rendering import render_document, render_text, sha256_hex
 from services.identity.permissions import Role
+from services.identity.tokens import Principal
 from tests.market_support import new_security
 from tests.support import eventually
 
@@ -432,6 +434,55 @@ async def test_a_signer_racing_link_and_account_signs_once_and_the_other_signer_
     signers = {r.role: r.status for r in requests}
     assert signers == {"seller": "signed", "buyer": "pending"}
     assert [str(e.kind) for e in trail].count("signed") == 1
+
+
+async def test_a_sign_form_submitted_twice_signs_once(
+    sessions: SessionFactory, store: LocalObjectStore, settings: Settings
+) -> None:
+    """The app reads the document (and its signers) before signing, in the same transaction: a second
+    submit that read it before the first committed must find the signature, not its stale copy."""
+    deal = make_deal()
+    doc = await generate(sessions, store, deal)
+    seller = Principal(user_id=deal.seller.user_id, roles=frozenset({Role.INVESTOR}), mfa=False)
+
+    async def sign(session: Any) -> None:
+        await documents.sign_document(
+            session,
+            store,
+            settings.state_dir / "keys",
+            document_id=doc.id,
+            user_id=deal.seller.user_id,
+            signature_name=deal.seller.name,
+            ctx=RequestContext(ip="10.0.0.3"),
+        )
+
+    async with transaction(sessions) as second:
+        await documents.get_document(second, seller, doc.id)  # the second submit reads the document...
+        async with transaction(sessions) as first:  # ...while the first signs and commits
+            await sign(first)
+        with pytest.raises(documents.AlreadySigned):
+            await sign(second)
+    async with transaction(sessions) as session:
+        trail = await documents.signature_events(session, doc.id)
+    assert [str(e.kind) for e in trail].count("signed") == 1
+
+
+async def test_a_frozen_account_cannot_sign(
+    api: httpx.AsyncClient, sessions: SessionFactory, store: LocalObjectStore, token_for: TokenFor
+) -> None:
+    """Compliance froze the seller (their deals are held): a signature is a legal act they may not take now."""
+    deal = make_deal()
+    doc = await generate(sessions, store, deal)
+    async with transaction(sessions) as session:
+        session.add(AccountFreeze(user_id=deal.seller.user_id, reason="sanctions screening hit"))
+    seller = token_for(deal.seller.user_id, Role.INVESTOR)
+
+    refused = await api.post(f"/v1/documents/{doc.id}/sign", json=sign_body(deal.seller.name), headers=seller)
+
+    assert refused.status_code == 403 and problem_type(refused) == "account-frozen", refused.text
+    async with transaction(sessions) as session:
+        trail = await documents.signature_events(session, doc.id)
+    assert "signed" not in [str(e.kind) for e in trail]
 
 
 async def test_a_signing_link_opens_nothing_once_the_envelope_is_voided_or_declined(

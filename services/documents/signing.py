@@ -36,6 +36,7 @@ from models.documents import (
     SignResult,
 )
 from pap.storage import ObjectStore
+from services import admin
 from services.deals.changes import announce
 from services.documents.completion import complete_document
 from services.documents.documents import (
@@ -77,10 +78,11 @@ def _names_match(signature_name: str, name: str) -> bool:
 
 
 async def _request_of(session: AsyncSession, document: Document, user_id: uuid.UUID) -> SignatureRequest:
-    rows = await session.exec(
-        select(SignatureRequest).where(SignatureRequest.document_id == document.id, SignatureRequest.user_id == user_id)
+    query = select(SignatureRequest).where(
+        SignatureRequest.document_id == document.id, SignatureRequest.user_id == user_id
     )
-    request = rows.first()
+    # Read after the document's lock: a copy loaded earlier in the session may predate a signature.
+    request = (await session.exec(query.execution_options(populate_existing=True))).first()
     if request is None:
         raise DocumentNotFound(f"document {document.id} does not exist")
     return request
@@ -113,6 +115,7 @@ async def _sign(
     read `request` after taking it, so its status is what whoever held the lock before committed."""
     pending = await pending_requests(session, document.id)
     _check_signable(document, request, pending)
+    await admin.ensure_not_frozen(session, request.user_id)  # a frozen account's deals are held: no legal acts
     now = utcnow()
     request.status = SignerStatus.SIGNED
     request.signature_name = signature_name
