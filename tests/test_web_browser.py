@@ -136,11 +136,18 @@ async def stage_is(page: Page, stage: str) -> None:
     await expect(page.locator("#deal-stage")).to_have_attribute("data-stage", stage, timeout=SLOW)
 
 
-async def sign(page: Page, kind: str, name: str) -> None:
+async def sign(page: Page, kind: str, name: str, *, across_a_poll: bool = False) -> None:
+    """Fill in and submit the sign form (`across_a_poll`: let the live fragment's next poll pass between
+    filling it in and submitting, which must leave what was typed in place)."""
     document = page.locator(f'li.document[data-kind="{kind}"]')
     await expect(document.get_by_role("button", name="Sign")).to_be_visible(timeout=SLOW)
     await document.get_by_label("Type your full name").fill(name)
     await document.get_by_label("I have read this document").check()
+    if across_a_poll:
+        async with page.expect_response(lambda response: "/live" in response.url, timeout=SLOW):
+            pass
+        await expect(document.get_by_label("Type your full name")).to_have_value(name)
+        await expect(document.get_by_label("I have read this document")).to_be_checked()
     await document.get_by_role("button", name="Sign").click()
     await expect(page.locator(f'li.document[data-kind="{kind}"] .sign')).to_have_count(0, timeout=SLOW)
 
@@ -154,7 +161,7 @@ async def sign_in_order(
     assert signers, f"no {kind} to sign: {documents}"
     if "seller" in signers:
         await seller.reload()
-        await sign(seller, kind, "Sally Seller")
+        await sign(seller, kind, "Sally Seller", across_a_poll=kind == "stock_transfer_notice")
     if "buyer" in signers:
         await buyer.reload()
         await sign(buyer, kind, "Bob Buyer")

@@ -24,7 +24,15 @@ from sqlmodel import col, select
 import web
 from models.base import Money
 from models.deals import FrozenTransferPolicy
-from models.documents import DealTerms, DocumentKind, DocumentRead, Party, SignatureRequest, SignerSpec
+from models.documents import (
+    DealTerms,
+    DocumentKind,
+    DocumentRead,
+    Party,
+    RequestContext,
+    SignatureRequest,
+    SignerSpec,
+)
 from models.holdings import Holding
 from models.marketplace import Order
 from models.notifications import Notification
@@ -673,6 +681,41 @@ async def test_a_stranger_never_sees_or_signs_another_investors_deal_or_document
         assert early.status_code == 422 and is_html(early)
     assert await signer_status(sessions, doc.id, seller_id) == "pending"
     assert await signer_status(sessions, doc.id, buyer_id) == "pending"
+
+
+async def test_the_deal_pages_poll_swaps_nothing_in_until_the_deal_changes(
+    api: httpx.AsyncClient, sessions: SessionFactory, store: LocalObjectStore, keyring: KeyRing, settings: Settings
+) -> None:
+    """Swapping the live fragment in every 5 s wiped a signature being typed: an unchanged deal answers 204
+    (htmx swaps nothing), a changed one the new fragment with its new version."""
+    deal_id, seller_id, _, doc = await deal_with_document(sessions, store)
+
+    def version_of(html: str) -> str:
+        found = re.search(r'id="deal-live-version" name="v" value="([0-9a-f]+)"', html)
+        assert found, "no version in the live fragment"
+        return found.group(1)
+
+    async with browser(api, cookie_of(keyring, seller_id)) as seller:
+        shown = version_of((await seller.get(f"/app/deals/{deal_id}")).text)
+        unchanged = await seller.get(f"/app/deals/{deal_id}/live", params={"v": shown})
+        assert unchanged.status_code == 204 and unchanged.content == b""
+        async with transaction(sessions) as session:
+            await documents.sign_document(
+                session,
+                store,
+                settings.state_dir / "keys",
+                document_id=doc.id,
+                user_id=seller_id,
+                signature_name="Sally Seller",
+                ctx=RequestContext(ip="10.0.0.9"),
+            )
+        changed = await seller.get(f"/app/deals/{deal_id}/live", params={"v": shown})
+        assert changed.status_code == 200 and is_html(changed)
+        assert version_of(changed.text) != shown and "seller Sally Seller: signed" in changed.text
+        for stale in ("", "x" * 64):
+            assert (await seller.get(f"/app/deals/{deal_id}/live", params={"v": stale})).status_code == 200
+        too_long = await seller.get(f"/app/deals/{deal_id}/live", params={"v": "x" * 65})
+        assert too_long.status_code == 422
 
 
 async def test_an_investor_cannot_cancel_or_amend_someone_elses_order(

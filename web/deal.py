@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
+from pydantic_core import to_json
 from temporalio.service import RPCError
 
 from api.deps import SessionsDep, SettingsDep, StoreDep, TemporalDep
@@ -61,6 +63,7 @@ async def _context_for(
         docs.append({**doc, "mine": mine, "can_sign": can_sign, "label": doc["kind"].replace("_", " ").capitalize()})
     reached = {entry.stage for entry in read.timeline}
     return {
+        "version": hashlib.sha256(to_json([read, live, funding, role])).hexdigest()[:32],
         "deal": read,
         "live": live,
         "role": role,
@@ -81,10 +84,18 @@ async def deal_page(
 
 @router.get("/deals/{deal_id}/live")
 async def deal_live(
-    deal_id: uuid.UUID, request: Request, principal: Viewer, sessions: SessionsDep, temporal: TemporalDep
+    deal_id: uuid.UUID,
+    request: Request,
+    principal: Viewer,
+    sessions: SessionsDep,
+    temporal: TemporalDep,
+    v: Annotated[str, Query(max_length=64)] = "",
 ) -> Response:
-    """The fragment htmx polls every 5 s."""
+    """The fragment htmx polls every 5 s; `v` is the version the page shows. An unchanged deal answers
+    204, which htmx does not swap in, so a signature being typed is not wiped every 5 s."""
     ctx = await _context_for(deal_id, principal, sessions, temporal)
+    if v == ctx["version"]:
+        return Response(status_code=204)
     return await render(request, "_deal_live.html", ctx)
 
 
