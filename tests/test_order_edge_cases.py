@@ -20,13 +20,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.routers.marketplace import place_order as place_order_route
 from models.base import Money, utcnow
-from models.marketplace import OrderCreate, Side, TimeInForce
+from models.marketplace import Order, OrderCreate, Side, TimeInForce
 from models.profiles import Accreditation
 from pap.db import SessionFactory, transaction
 from pap.settings import Settings
 from services import marketplace, profiles
 from services.identity.permissions import Role
 from services.identity.tokens import Principal
+from services.marketplace.common import on_the_book
 from tests.factories import TestUser, make_verified_buyer
 from tests.market_support import new_security, verified_lot
 from tests.marketplace_support import (
@@ -78,6 +79,21 @@ async def test_an_order_past_its_expiry_never_trades_or_shows(
     bid = await place(api, buyer.headers, order_body(security_id, "buy", 50, "10.00"))
     assert bid["status"] == "open"
     assert await trades_of_security(sessions, security_id) == []
+
+
+async def test_an_order_expiring_while_a_transaction_runs_is_off_the_book_for_it(sessions: SessionFactory) -> None:
+    """Matching may wait a while for the security's lock: an order that expired since its transaction began
+    must not count as on the book (PostgreSQL's now() is the transaction's start, not the present)."""
+    _, security_id = await new_security(sessions)
+    order_id = await _gtd_sell_past_its_expiry(sessions, security_id)
+    async with sessions() as session, session.begin():
+        await session.execute(  # expires a microsecond after the transaction began: past by the next statement
+            text("UPDATE marketplace.order SET expires_at = now() + interval '1 microsecond' WHERE id = :o"),
+            {"o": order_id},
+        )
+        found = await session.execute(select(Order.id).where(col(Order.id) == order_id, on_the_book()))
+        assert found.first() is None
+        await session.rollback()
 
 
 async def test_trades_respect_the_companys_minimum_transfer(

@@ -97,10 +97,13 @@ def can_trade(order: Order, now: datetime) -> bool:
 
 
 def on_the_book() -> ColumnElement[bool]:
-    """The SQL twin of `can_trade`: orders that may match, be shown or taken as a backup bid."""
+    """The SQL twin of `can_trade`: orders that may match, be shown or taken as a backup bid.
+
+    Compared with the present (`clock_timestamp()`), not the transaction's start (`now()`): matching may
+    have waited for the security's lock while an order expired."""
     return and_(
         col(Order.status).in_([s.value for s in LIVE_STATUSES]),
-        or_(col(Order.expires_at).is_(None), col(Order.expires_at) > func.now()),
+        or_(col(Order.expires_at).is_(None), col(Order.expires_at) > func.clock_timestamp()),
     )
 
 
