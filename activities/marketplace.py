@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
 from temporalio import activity
 
 from activities.failures import business_failure
@@ -15,6 +16,8 @@ from services import marketplace
 from services.errors import DomainError
 from services.marketplace.after_commit import after_commit
 from services.marketplace.orders import OrderOutcome
+
+log = structlog.get_logger(__name__)
 
 
 class MarketplaceActivities:
@@ -29,7 +32,14 @@ class MarketplaceActivities:
         except DomainError as error:
             raise business_failure(error) from error
         if outcome.trades or outcome.touched_order_ids:
-            await after_commit(activity.client(), outcome, task_queue=self.settings.task_queue)
+            try:
+                await after_commit(activity.client(), outcome, task_queue=self.settings.task_queue)
+            except Exception:  # committed: a retry would redo a change already made (and be refused)
+                log.warning(
+                    "order changed; its deals and signals are left to the backstops",
+                    order_id=str(outcome.order.id),
+                    exc_info=True,
+                )
         return outcome.order
 
     @activity.defn(name="marketplace.cancel_order")

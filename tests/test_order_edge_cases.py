@@ -8,7 +8,7 @@ import functools
 import uuid
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -17,14 +17,16 @@ from sqlalchemy import text
 from sqlmodel import col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import ActivityEnvironment
 
+from activities.marketplace import MarketplaceActivities
 from api.routers.marketplace import place_order as place_order_route
 from models.base import Money, utcnow
-from models.marketplace import Order, OrderCreate, Side, TimeInForce
+from models.marketplace import AmendOrderInput, Order, OrderCreate, Side, TimeInForce
 from models.profiles import Accreditation
 from pap.db import SessionFactory, transaction
 from pap.settings import Settings
-from services import marketplace, profiles
+from services import deals, marketplace, profiles
 from services.identity.permissions import Role
 from services.identity.tokens import Principal
 from services.marketplace.common import on_the_book
@@ -214,7 +216,15 @@ async def test_an_order_whose_workflow_was_terminated_can_still_be_cancelled(
 
 
 class _TemporalDown:
+    """A client whose every call fails the way an unreachable frontend does."""
+
     async def start_workflow(self, *args: Any, **kwargs: Any) -> None:
+        raise RPCError("temporal unavailable", RPCStatusCode.UNAVAILABLE, b"")
+
+    def get_workflow_handle(self, *args: Any, **kwargs: Any) -> _TemporalDown:
+        return self
+
+    async def signal(self, *args: Any, **kwargs: Any) -> None:
         raise RPCError("temporal unavailable", RPCStatusCode.UNAVAILABLE, b"")
 
 
@@ -234,6 +244,33 @@ async def test_an_order_saved_before_temporal_failed_is_placed_once(
     assert order.status == "open" and order.quantity == 40  # answered as placed: the client does not retry
     assert await orders_of(sessions, seller) == 1
     assert await reserved_outstanding(sessions, seller, security_id) == 40
+
+
+async def test_an_amendment_that_traded_is_answered_as_applied_when_temporal_fails_after_it(
+    sessions: SessionFactory, settings: Settings, buyer: TestUser
+) -> None:
+    """The amend activity commits a crossing bid, then cannot start the deal's workflow. Failing the attempt
+    would have Temporal retry an amendment already applied (refused: the bid is filled by then), so the
+    owner would hear of a failure; the deal is the `deal-workflows` backstop's to start, from the outbox."""
+    _, security_id = await new_security(sessions)
+    seller = uuid.uuid4()
+    await verified_lot(sessions, seller, security_id, 50)
+
+    def order(side: Side, price: str) -> OrderCreate:
+        return OrderCreate(security_id=security_id, side=side, quantity=50, limit_price=Money(amount=Decimal(price)))
+
+    async with transaction(sessions) as session:
+        await marketplace.place_order(session, seller, order(Side.SELL, "10"))
+        bid = (await marketplace.place_order(session, buyer.id, order(Side.BUY, "9"))).order
+    raise_to = AmendOrderInput(order_id=bid.id, user_id=buyer.id, limit_price=Money(amount=Decimal("10")))
+    environment = ActivityEnvironment(client=cast(Client, _TemporalDown()))
+
+    amended = await environment.run(MarketplaceActivities(sessions, settings).amend_order, raise_to)
+
+    assert amended.status == "filled" and amended.limit_price.amount == Decimal("10")
+    (trade,) = await trades_of_security(sessions, security_id)
+    async with sessions() as session:
+        assert (await deals.get_deal(session, trade.deal_id)).stage == "created"
 
 
 async def test_a_fill_given_back_by_a_cancelled_deal_can_be_amended_below(
