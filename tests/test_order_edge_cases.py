@@ -26,7 +26,7 @@ from models.marketplace import AmendOrderInput, Order, OrderCreate, Side, TimeIn
 from models.profiles import Accreditation
 from pap.db import SessionFactory, transaction
 from pap.settings import Settings
-from services import deals, marketplace, profiles
+from services import deals, holdings, marketplace, profiles
 from services.identity.permissions import Role
 from services.identity.tokens import Principal
 from services.marketplace.common import on_the_book
@@ -102,8 +102,8 @@ async def test_trades_respect_the_companys_minimum_transfer(
     api: httpx.AsyncClient, token_for: Headers, sessions: SessionFactory, buyer: TestUser
 ) -> None:
     _, security_id = await new_security(sessions, minimum_transfer_shares=500)
-    _, seller = await seller_with_shares(api, token_for, security_id, 1000)
-    await place(api, seller, order_body(security_id, "sell", 1000, "10.00"))
+    seller_id, seller = await seller_with_shares(api, token_for, security_id, 1000)
+    ask = await place(api, seller, order_body(security_id, "sell", 1000, "10.00"))
 
     small = await api.post("/v1/orders", json=order_body(security_id, "buy", 10, "10.00"), headers=buyer.headers)
     assert small.status_code == 422 and small.json()["type"].endswith("/below-minimum-transfer")
@@ -111,7 +111,34 @@ async def test_trades_respect_the_companys_minimum_transfer(
     rest = await place(api, buyer.headers, order_body(security_id, "buy", 500, "10.00"))
 
     assert [trade.quantity for trade in await trades_of_security(sessions, security_id)] == [600]
-    assert rest["status"] == "open"  # the ask's 400 left is below the minimum: no second trade
+    assert rest["status"] == "open"  # the ask's 400 left is below the minimum: no second trade...
+    remainder = (await api.get(f"/v1/orders/{ask['id']}", headers=seller)).json()
+    assert remainder["status"] == "cancelled" and remainder["filled_quantity"] == 600  # ...so it is not left
+    assert "minimum transfer of 500" in remainder["status_reason"]  # on the book, its 400 shares reserved
+    async with sessions() as session:
+        assert await holdings.available_shares(session, seller_id, security_id) == 400
+    book = (await api.get(f"/v1/securities/{security_id}/book", headers=buyer.headers)).json()
+    assert book["asks"] == []
+
+
+async def test_no_fill_or_amendment_leaves_a_remainder_below_the_minimum_transfer_on_the_book(
+    api: httpx.AsyncClient, token_for: Headers, sessions: SessionFactory, buyer: TestUser
+) -> None:
+    _, security_id = await new_security(sessions, minimum_transfer_shares=500)
+    seller_id, seller = await seller_with_shares(api, token_for, security_id, 1200)
+    ask = await place(api, seller, order_body(security_id, "sell", 1200, "10.00"))
+    await place(api, buyer.headers, order_body(security_id, "buy", 600, "10.00"))  # the ask keeps 600: tradable
+
+    shrink = await api.patch(f"/v1/orders/{ask['id']}", json={"quantity": 1000}, headers=seller)
+    assert shrink.status_code == 422 and shrink.json()["type"].endswith("/below-minimum-transfer"), shrink.text
+    unchanged = (await api.get(f"/v1/orders/{ask['id']}", headers=seller)).json()
+    assert unchanged["quantity"] == 1200 and unchanged["status"] == "partially_filled"
+    assert await reserved_outstanding(sessions, seller_id, security_id) == 1200
+
+    big_bid = await place(api, buyer.headers, order_body(security_id, "buy", 1000, "10.00"))
+    assert big_bid["filled_quantity"] == 600 and big_bid["status"] == "cancelled"  # 400 left: below the minimum
+    assert "minimum transfer of 500" in big_bid["status_reason"]
+    assert (await api.get(f"/v1/orders/{ask['id']}", headers=seller)).json()["status"] == "filled"
 
 
 async def test_a_bid_whose_buyer_is_no_longer_accredited_neither_trades_nor_grows(

@@ -11,6 +11,7 @@ from models.base import Money, utcnow
 from models.marketplace import Order, OrderStatus, Side
 from services import companies, holdings
 from services.marketplace.book import emit_book_changed
+from services.marketplace.closing import close_order
 from services.marketplace.common import (
     ORDER_CANCELLED,
     ORDER_EXPIRED,
@@ -34,26 +35,6 @@ from services.marketplace.orders import OrderOutcome, ensure_buyer_eligible
 from services.marketplace.validation import check_min_quantity, check_price, check_quantity, check_value
 
 
-async def _release_remaining(session: AsyncSession, order: Order, key: str) -> None:
-    """Give back the sell order's unfilled shares; filled-but-unsettled shares stay reserved for their deals."""
-    remaining = order.quantity - order.filled_quantity
-    if order.side == Side.SELL.value and order.reservation_reference and remaining > 0:
-        await holdings.release_reservation(
-            session, order.reservation_reference, remaining, idempotency_key=f"{key}:{order.id}"
-        )
-
-
-async def _close(session: AsyncSession, order: Order, status: OrderStatus, reason: str, event: str) -> None:
-    await _release_remaining(session, order, status.value)
-    order.status = status.value
-    order.status_reason = reason[:200]
-    order.updated_at = utcnow()
-    session.add(order)
-    await session.flush()
-    await emit_order(session, event, order)
-    await emit_book_changed(session, order.security_id)
-
-
 async def cancel_order(
     session: AsyncSession, order_id: uuid.UUID, user_id: uuid.UUID | None, reason: str = "cancelled by owner"
 ) -> OrderOutcome:
@@ -65,7 +46,7 @@ async def cancel_order(
         return OrderOutcome(order_read(order))  # already cancelled (a retried step, or by the platform): done
     if not is_live(order):
         raise OrderNotCancellable(f"The order is {order.status}.", order_status=order.status)
-    await _close(session, order, OrderStatus.CANCELLED, reason, ORDER_CANCELLED)
+    await close_order(session, order, OrderStatus.CANCELLED, reason, ORDER_CANCELLED)
     return OrderOutcome(order_read(order))
 
 
@@ -73,7 +54,7 @@ async def expire_order(session: AsyncSession, order_id: uuid.UUID) -> OrderOutco
     """The good-till-date timer fired: a still-live order expires (idempotent; a closed order is left as is)."""
     order = await lock_order(session, order_id)
     if is_live(order):
-        await _close(session, order, OrderStatus.EXPIRED, "good-till-date expired", ORDER_EXPIRED)
+        await close_order(session, order, OrderStatus.EXPIRED, "good-till-date expired", ORDER_EXPIRED)
     return OrderOutcome(order_read(order))
 
 
@@ -106,6 +87,8 @@ async def amend_order(
             errors=[{"pointer": "/body/quantity", "field": "quantity", "detail": "must exceed filled_quantity"}],
         )
     check_min_quantity(order.min_quantity, new_quantity)
+    if order.filled_quantity and new_quantity < order.quantity:
+        await _check_remainder_tradable(session, order, new_quantity - order.filled_quantity)
     new_price = order.limit_price_amount
     if limit_price is not None:
         check_price(limit_price)
@@ -142,6 +125,25 @@ async def amend_order(
         outcome.touched_order_ids if outcome else [],
         outcome.deals if outcome else [],
     )
+
+
+async def _check_remainder_tradable(session: AsyncSession, order: Order, left: int) -> None:
+    """Refuse to shrink a partly filled order to fewer shares than any trade may take (it would rest for good)."""
+    policy = await companies.trading_policy(session, order.security_id, utcnow().date())
+    minimum = policy.minimum_transfer_shares if policy else None
+    if minimum and left < minimum:
+        raise companies.BelowMinimumTransfer(
+            f"The {left} shares left would be below the company's minimum transfer of {minimum} shares; "
+            "cancel the order instead.",
+            minimum_transfer_shares=minimum,
+            errors=[
+                {
+                    "pointer": "/body/quantity",
+                    "field": "quantity",
+                    "detail": f"must leave at least {minimum} shares unfilled",
+                }
+            ],
+        )
 
 
 async def _move_reservation(session: AsyncSession, order: Order, new_quantity: int, version: int) -> None:

@@ -17,13 +17,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.base import Money, utcnow
 from models.companies import TransferPolicy
 from models.deals import DealWorkflowInput, FrozenTransferPolicy
-from models.marketplace import Fill, Order, Side, Trade, TradeRead
+from models.marketplace import Fill, Order, OrderStatus, Side, Trade, TradeRead
 from services import companies, deals, profiles
+from services.marketplace.closing import close_order
 from services.marketplace.common import (
+    ORDER_CANCELLED,
     TRADE_MATCHED,
     emit_order,
     emit_trade,
     fill_status,
+    is_live,
     on_the_book,
     order_change_event,
 )
@@ -158,4 +161,17 @@ async def match_order(session: AsyncSession, incoming: Order, *, policy: Transfe
             outcome.touched_order_ids.append(other.id)
     if matches:
         await emit_order(session, order_change_event(incoming), incoming)
+        touched = [resting[order_id] for order_id in outcome.touched_order_ids]
+        await _close_untradable_remainders(session, [incoming, *touched], policy.minimum_transfer_shares)
     return outcome
+
+
+async def _close_untradable_remainders(session: AsyncSession, orders: list[Order], minimum: int | None) -> None:
+    """A fill that leaves fewer shares than the company's minimum transfer leaves a remainder no trade can
+    take: it would rest on the book for good (a quote nobody can hit) with a seller's shares reserved.
+    Such a remainder is cancelled and a sell's shares are released; the fills stand."""
+    for order in orders:
+        left = order.quantity - order.filled_quantity
+        if minimum and is_live(order) and 0 < left < minimum:
+            reason = f"the {left} shares left are below the company's minimum transfer of {minimum} shares"
+            await close_order(session, order, OrderStatus.CANCELLED, reason, ORDER_CANCELLED)
