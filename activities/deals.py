@@ -215,7 +215,8 @@ class DealActivities:
             )
             await self._void_buyer_documents(session, deal.id)
             await payments.refund_escrow(session, deal_id=deal.id, reason=reason)
-        await refresh_order_workflows(activity.client(), withdrawn)
+        # The backup bid changed too (filled, or its remainder below the minimum transfer cancelled).
+        await refresh_order_workflows(activity.client(), [*withdrawn, candidate.order_id])
         return BackupBuyer(buyer_id=candidate.user_id, order_id=candidate.order_id)
 
     async def _void_buyer_documents(self, session: AsyncSession, deal_id: uuid.UUID) -> None:

@@ -141,6 +141,19 @@ async def test_no_fill_or_amendment_leaves_a_remainder_below_the_minimum_transfe
     assert (await api.get(f"/v1/orders/{ask['id']}", headers=seller)).json()["status"] == "filled"
 
 
+async def test_a_backup_bid_taken_by_a_deal_leaves_no_remainder_below_the_minimum_transfer(
+    api: httpx.AsyncClient, sessions: SessionFactory, buyer: TestUser
+) -> None:
+    _, security_id = await new_security(sessions, minimum_transfer_shares=500)
+    bid = await place(api, buyer.headers, order_body(security_id, "buy", 700, "10.00"))
+    async with transaction(sessions) as session:
+        await marketplace.take_backup_bid(session, order_id=bid["id"], deal_id=uuid.uuid4(), quantity=500)
+
+    taken = (await api.get(f"/v1/orders/{bid['id']}", headers=buyer.headers)).json()
+    assert taken["filled_quantity"] == 500 and taken["status"] == "cancelled"  # 200 left: no trade could take them
+    assert "minimum transfer of 500" in taken["status_reason"]
+
+
 async def test_a_bid_whose_buyer_is_no_longer_accredited_neither_trades_nor_grows(
     api: httpx.AsyncClient, token_for: Headers, sessions: SessionFactory
 ) -> None:

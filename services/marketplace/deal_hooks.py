@@ -20,7 +20,7 @@ from models.marketplace import (
     Trade,
     TradeStatus,
 )
-from services import holdings
+from services import companies, holdings
 from services.marketplace.book import emit_book_changed
 from services.marketplace.common import (
     ORDER_CANCELLED,
@@ -41,7 +41,7 @@ from services.marketplace.common import (
     trade_read,
 )
 from services.marketplace.errors import BidNotAvailable, OrderNotFound
-from services.marketplace.match_ops import add_fill
+from services.marketplace.match_ops import add_fill, close_untradable_remainders
 
 
 async def _trade(session: AsyncSession, deal_id: uuid.UUID, *, for_update: bool = False) -> Trade | None:
@@ -110,6 +110,9 @@ async def take_backup_bid(session: AsyncSession, *, order_id: uuid.UUID, deal_id
     add_fill(session, order, deal_id, quantity)
     await session.flush()
     await emit_order(session, order_change_event(order), order)
+    policy = await companies.trading_policy(session, order.security_id, utcnow().date())
+    if policy is not None:
+        await close_untradable_remainders(session, [order], policy.minimum_transfer_shares)
     await emit_book_changed(session, order.security_id)
 
 

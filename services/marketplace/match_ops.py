@@ -162,11 +162,11 @@ async def match_order(session: AsyncSession, incoming: Order, *, policy: Transfe
     if matches:
         await emit_order(session, order_change_event(incoming), incoming)
         touched = [resting[order_id] for order_id in outcome.touched_order_ids]
-        await _close_untradable_remainders(session, [incoming, *touched], policy.minimum_transfer_shares)
+        await close_untradable_remainders(session, [incoming, *touched], policy.minimum_transfer_shares)
     return outcome
 
 
-async def _close_untradable_remainders(session: AsyncSession, orders: list[Order], minimum: int | None) -> None:
+async def close_untradable_remainders(session: AsyncSession, orders: list[Order], minimum: int | None) -> None:
     """A fill that leaves fewer shares than the company's minimum transfer leaves a remainder no trade can
     take: it would rest on the book for good (a quote nobody can hit) with a seller's shares reserved.
     Such a remainder is cancelled and a sell's shares are released; the fills stand."""
