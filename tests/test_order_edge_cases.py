@@ -141,6 +141,32 @@ async def test_no_fill_or_amendment_leaves_a_remainder_below_the_minimum_transfe
     assert (await api.get(f"/v1/orders/{ask['id']}", headers=seller)).json()["status"] == "filled"
 
 
+async def test_raising_the_minimum_transfer_withdraws_the_orders_it_leaves_untradable(
+    api: httpx.AsyncClient, token_for: Headers, sessions: SessionFactory, buyer: TestUser
+) -> None:
+    company_id, security_id = await new_security(sessions)
+    seller_id, seller = await seller_with_shares(api, token_for, security_id, 1000)
+    small_ask = await place(api, seller, order_body(security_id, "sell", 200, "12.00"))
+    large_ask = await place(api, seller, order_body(security_id, "sell", 600, "13.00"))
+    small_bid = await place(api, buyer.headers, order_body(security_id, "buy", 300, "9.00"))
+    admin = token_for(uuid.uuid4(), Role.ADMIN, mfa=True)
+
+    raised = await api.patch(
+        f"/v1/companies/{company_id}", json={"transfer_policy": {"minimum_transfer_shares": 500}}, headers=admin
+    )
+
+    assert raised.status_code == 200, raised.text
+    for order, headers in ((small_ask, seller), (small_bid, buyer.headers)):
+        withdrawn = await eventually(
+            functools.partial(_order, api, headers, order["id"]),
+            lambda o: o["status"] == "cancelled",
+            what="the untradable order withdrawn",
+        )
+        assert "minimum transfer of 500" in withdrawn["status_reason"]
+    assert (await _order(api, seller, large_ask["id"]))["status"] == "open"
+    assert await reserved_outstanding(sessions, seller_id, security_id) == 600
+
+
 async def test_a_backup_bid_taken_by_a_deal_leaves_no_remainder_below_the_minimum_transfer(
     api: httpx.AsyncClient, sessions: SessionFactory, buyer: TestUser
 ) -> None:

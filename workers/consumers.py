@@ -25,6 +25,7 @@ from workers.deal_signals import FORWARDED, DealSignalForwarder
 from workers.deal_workflows import DEAL_CREATED, DealWorkflowStarter
 from workers.housekeeping import Housekeeper, Retention
 from workers.order_workflows import ORDER_EVENTS, OrderWorkflowBackstop
+from workers.transfer_minimum import POLICY_EVENTS, BelowMinimumCanceller
 
 
 async def _confirm_echo(session: AsyncSession, event: CloudEvent) -> None:
@@ -98,6 +99,12 @@ def consumer_specs(resources: Resources, temporal: Client) -> list[ConsumerSpec]
             topics=(topics.PROFILES,),
             handler=IneligibleBidCanceller(temporal, resources.settings.task_queue),
             event_types=INELIGIBILITY_EVENTS,
+        ),
+        ConsumerSpec(
+            name="transfer-minimum",
+            topics=(topics.COMPANIES,),
+            handler=BelowMinimumCanceller(temporal, resources.settings.task_queue),
+            event_types=POLICY_EVENTS,
         ),
         ConsumerSpec(
             name="diagnostics",

@@ -117,6 +117,20 @@ async def live_orders_of(session: AsyncSession, user_id: uuid.UUID) -> list[Orde
     return [order_read(order) for order in rows.scalars()]
 
 
+async def live_orders_below(session: AsyncSession, company_id: uuid.UUID, minimum: int) -> list[OrderRead]:
+    """The company's orders still on the book with fewer shares left than `minimum` (its minimum transfer)."""
+    rows = await session.execute(
+        select(Order)
+        .where(
+            col(Order.company_id) == company_id,
+            col(Order.status).in_([s.value for s in LIVE_STATUSES]),
+            col(Order.quantity) - col(Order.filled_quantity) < minimum,
+        )
+        .order_by(col(Order.created_at))
+    )
+    return [order_read(order) for order in rows.scalars()]
+
+
 def can_read_all(principal: Principal) -> bool:
     return Permission.ORDERS_READ_ALL in permissions_of(principal.roles) and principal.mfa
 
