@@ -166,6 +166,14 @@ async def test_raising_the_minimum_transfer_withdraws_the_orders_it_leaves_untra
     assert (await _order(api, seller, large_ask["id"]))["status"] == "open"
     assert await reserved_outstanding(sessions, seller_id, security_id) == 600
 
+    async def cancellations_told() -> list[str]:
+        inbox = (await api.get("/v1/notifications", params={"limit": 100}, headers=buyer.headers)).json()
+        return [n["body"] for n in inbox["items"] if n["kind"] == "order_cancelled"]
+
+    company = (await api.get(f"/v1/companies/{company_id}", headers=buyer.headers)).json()
+    why = f"below {company['name']}'s minimum transfer of 500 shares"  # this company's: the buyer is shared
+    await eventually(cancellations_told, lambda bodies: any(why in b for b in bodies), what="the buyer told why")
+
 
 async def test_a_backup_bid_taken_by_a_deal_leaves_no_remainder_below_the_minimum_transfer(
     api: httpx.AsyncClient, sessions: SessionFactory, buyer: TestUser

@@ -25,6 +25,14 @@ The platform's own steps (participants checked, documents generated, signatures 
 documents' own emails ask for signatures) show in the app only."""
 
 
+def _because(reason: object) -> str:
+    """Why the platform cancelled an order (a freeze, a lapsed accreditation, the minimum transfer); the
+    owner's own cancel needs no explanation."""
+    if not reason or reason == "cancelled by owner":
+        return ""
+    return f" ({reason})"
+
+
 def _short(value: Any) -> str:
     return str(value)[:8]
 
@@ -57,7 +65,7 @@ async def marketplace(session: AsyncSession, event: CloudEvent) -> list[Intent]:
         body = {
             "created": f"Your {side} order for {quantity} shares at {price} is open.",
             "updated": f"Your order now reads {quantity} shares at {price} ({d.get('remaining_quantity')} remaining).",
-            "cancelled": "Your order was cancelled; any reserved shares are released.",
+            "cancelled": f"Your order was cancelled{_because(d.get('status_reason'))}; reserved shares are released.",
             "expired": "Your order reached its expiry without being filled completely.",
             "filled": f"Your {side} order for {quantity} shares was filled.",
         }[action]
