@@ -54,6 +54,13 @@ async def place(api: httpx.AsyncClient, headers: dict[str, str], body: dict[str,
     return result
 
 
+async def get_order(api: httpx.AsyncClient, headers: dict[str, str], order_id: str) -> dict[str, Any]:
+    response = await api.get(f"/v1/orders/{order_id}", headers=headers)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
 async def available(api: httpx.AsyncClient, headers: dict[str, str], security_id: uuid.UUID) -> int:
     page = await api.get("/v1/holdings", params={"security_id": str(security_id)}, headers=headers)
     assert page.status_code == 200, page.text

@@ -21,6 +21,7 @@ from tests.market_support import new_security
 from tests.marketplace_support import (
     Headers,
     available,
+    get_order,
     order_body,
     place,
     reserved_outstanding,
@@ -33,13 +34,6 @@ from tests.support import eventually, read_topic
 @pytest.fixture(scope="module")
 async def buyer(api: httpx.AsyncClient, token_for: Headers) -> TestUser:
     return await make_verified_buyer(api, compliance_headers=token_for(uuid.uuid4(), Role.COMPLIANCE))
-
-
-async def get_order(api: httpx.AsyncClient, headers: dict[str, str], order_id: str) -> dict[str, Any]:
-    response = await api.get(f"/v1/orders/{order_id}", headers=headers)
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    return result
 
 
 async def test_crossing_bid_fills_the_listing_records_the_trade_and_publishes_events(

@@ -34,6 +34,7 @@ from tests.factories import TestUser, make_verified_buyer
 from tests.market_support import new_security, verified_lot
 from tests.marketplace_support import (
     Headers,
+    get_order,
     marketplace_events_of,
     order_body,
     orders_of,
@@ -158,12 +159,12 @@ async def test_raising_the_minimum_transfer_withdraws_the_orders_it_leaves_untra
     assert raised.status_code == 200, raised.text
     for order, headers in ((small_ask, seller), (small_bid, buyer.headers)):
         withdrawn = await eventually(
-            functools.partial(_order, api, headers, order["id"]),
+            functools.partial(get_order, api, headers, order["id"]),
             lambda o: o["status"] == "cancelled",
             what="the untradable order withdrawn",
         )
         assert "minimum transfer of 500" in withdrawn["status_reason"]
-    assert (await _order(api, seller, large_ask["id"]))["status"] == "open"
+    assert (await get_order(api, seller, large_ask["id"]))["status"] == "open"
     assert await reserved_outstanding(sessions, seller_id, security_id) == 600
 
     async def cancellations_told() -> list[str]:
@@ -239,20 +240,14 @@ async def test_a_buyers_resting_bids_are_withdrawn_when_their_accreditation_expi
 
     for bid in bids:
         withdrawn = await eventually(
-            functools.partial(_order, api, lapsing.headers, bid["id"]),
+            functools.partial(get_order, api, lapsing.headers, bid["id"]),
             lambda order: order["status"] == "cancelled",
             what="the bid withdrawn",
         )
         assert "accreditation_expired" in withdrawn["status_reason"]
-    assert (await _order(api, lapsing.headers, ask["id"]))["status"] == "open"
+    assert (await get_order(api, lapsing.headers, ask["id"]))["status"] == "open"
     book = (await api.get(f"/v1/securities/{security_id}/book", headers=lapsing.headers)).json()
     assert book["bids"] == []
-
-
-async def _order(api: httpx.AsyncClient, headers: dict[str, str], order_id: str) -> dict[str, Any]:
-    response = await api.get(f"/v1/orders/{order_id}", headers=headers)
-    assert response.status_code == 200, response.text
-    return dict(response.json())
 
 
 async def test_an_amendment_follows_todays_transfer_rules(
