@@ -57,3 +57,17 @@ async def change_order(
             except WorkflowAlreadyStartedError as finished:
                 raise Conflict("The order's workflow has already finished; refresh the order.") from finished
     raise AssertionError("unreachable")
+
+
+async def cancel_orders(client: Client, orders: list[OrderRead], task_queue: str, reason: str) -> int:
+    """Cancel each order through its workflow on the platform's behalf (shares released by the workflow's
+    activity); one filled or cancelled in the meantime is skipped. Returns how many were cancelled."""
+    cancelled = 0
+    for order in orders:
+        request = CancelOrderInput(order_id=order.id, user_id=order.user_id, reason=reason)
+        try:
+            await change_order(client, order, task_queue, "cancel", request)
+        except DomainError:  # filled or cancelled in the meantime: nothing left to cancel
+            continue
+        cancelled += 1
+    return cancelled

@@ -18,10 +18,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from events.envelope import CloudEvent
-from models.marketplace import CancelOrderInput, Side
+from models.marketplace import Side
 from services import marketplace, profiles
-from services.errors import DomainError
-from temporal.order_updates import change_order
+from temporal.order_updates import cancel_orders
 
 log = structlog.get_logger(__name__)
 
@@ -44,12 +43,6 @@ class IneligibleBidCanceller:
         eligibility = await profiles.buyer_eligibility(session, user_id)
         if eligibility.eligible:
             return
+        bids = [order for order in await marketplace.live_orders_of(session, user_id) if order.side is Side.BUY]
         reason = f"the buyer may no longer buy: {', '.join(eligibility.reasons)}"
-        for order in await marketplace.live_orders_of(session, user_id):
-            if order.side is not Side.BUY:
-                continue
-            request = CancelOrderInput(order_id=order.id, user_id=order.user_id, reason=reason)
-            try:
-                await change_order(self.client, order, self.task_queue, "cancel", request)
-            except DomainError:  # filled or cancelled in the meantime: nothing left to cancel
-                continue
+        await cancel_orders(self.client, bids, self.task_queue, reason)

@@ -18,11 +18,10 @@ from temporalio.client import Client
 
 from events.envelope import CloudEvent
 from models.companies import TransferPolicy
-from models.marketplace import CancelOrderInput
 from services import companies, marketplace
 from services.companies.registry import COMPANY_UPDATED
-from services.errors import DomainError, NotFound
-from temporal.order_updates import change_order
+from services.errors import NotFound
+from temporal.order_updates import cancel_orders
 
 log = structlog.get_logger(__name__)
 
@@ -46,9 +45,5 @@ class BelowMinimumCanceller:
         if not minimum:
             return
         reason = f"the shares left are below {company.name}'s minimum transfer of {minimum} shares"
-        for order in await marketplace.live_orders_below(session, company.id, minimum):
-            request = CancelOrderInput(order_id=order.id, user_id=order.user_id, reason=reason)
-            try:
-                await change_order(self.client, order, self.task_queue, "cancel", request)
-            except DomainError:  # filled or cancelled in the meantime: nothing left to cancel
-                continue
+        untradable = await marketplace.live_orders_below(session, company.id, minimum)
+        await cancel_orders(self.client, untradable, self.task_queue, reason)

@@ -15,14 +15,13 @@ from api.auth import require
 from api.deps import RedisDep, SessionDep, SessionsDep, SettingsDep, TemporalDep
 from models.admin import FreezeRead, OptionalReason, ReasonRequest, ReviewQueues
 from models.deals import HoldInput
-from models.marketplace import CancelOrderInput
 from pap.db import transaction
 from services import admin, deals, marketplace
 from services.admin import exports, ops, queues
 from services.errors import DomainError
 from services.identity.permissions import Permission
 from services.identity.tokens import Principal
-from temporal.order_updates import change_order
+from temporal.order_updates import cancel_orders
 
 router = APIRouter(prefix="/v1/compliance", tags=["compliance"])
 
@@ -51,14 +50,7 @@ async def freeze_user(
             session, redis, user_id=user_id, actor_id=principal.user_id, reason=body.reason
         )
         live = await marketplace.live_orders_of(session, user_id)
-    cancelled = 0
-    for order in live:
-        request = CancelOrderInput(order_id=order.id, user_id=order.user_id, reason="account frozen by compliance")
-        try:
-            await change_order(temporal, order, settings.task_queue, "cancel", request)
-        except DomainError:  # filled or cancelled in the meantime: nothing left to cancel
-            continue
-        cancelled += 1
+    cancelled = await cancel_orders(temporal, live, settings.task_queue, "account frozen by compliance")
     held = await _hold_open_deals(user_id, body.reason, principal, sessions, temporal)
     return frozen.model_copy(update={"orders_cancelled": cancelled, "deals_held": held})
 
